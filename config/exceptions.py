@@ -1,0 +1,148 @@
+"""The one error shape of the API, and the domain errors services raise.
+
+Every error leaves as::
+
+    {"error": {"code": "not_found", "message": "Not found.", "details": {...}}, "request_id": "..."}
+
+``code`` is stable and machine-readable; ``message`` is for people; ``details`` carries field
+errors for validation failures (``{"field": ["message", ...]}``) and is ``{}`` otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
+
+logger = logging.getLogger("agentdesk.errors")
+
+
+class DomainError(Exception):
+    """An error a service raises on purpose; the API maps it to its status and code."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "bad_request"
+    message = "The request cannot be fulfilled."
+
+    def __init__(self, message: str | None = None, *, code: str | None = None, details: Any = None):
+        self.message = message or self.message
+        self.code = code or self.code
+        self.details = details or {}
+        super().__init__(self.message)
+
+
+class Conflict(DomainError):
+    status_code = status.HTTP_409_CONFLICT
+    code = "conflict"
+    message = "The request conflicts with the current state."
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "payload_too_large"
+    default_detail = "The request body is too large."
+
+
+# DRF exception class -> our code, where DRF's own code is not the one we publish.
+_CODES: dict[type, str] = {
+    exceptions.ValidationError: "validation_error",
+    exceptions.ParseError: "malformed_request",
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "rate_limited",
+}
+
+
+def envelope(code: str, message: str, details: Any = None, request=None) -> dict:
+    return {
+        "error": {"code": code, "message": message, "details": details or {}},
+        "request_id": getattr(request, "id", None),
+    }
+
+
+def _message_and_code(exc: exceptions.APIException) -> tuple[str, str | None]:
+    detail = exc.detail
+    if isinstance(detail, dict) and "detail" in detail:  # simplejwt's token errors
+        return str(detail["detail"]), str(detail.get("code") or "") or None
+    if isinstance(detail, list) and detail:
+        return str(detail[0]), getattr(detail[0], "code", None)
+    code = getattr(detail, "code", None)
+    return str(detail), code
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    # Imported here: rest_framework.views loads the parser settings, which import this module.
+    from rest_framework.views import set_rollback
+
+    request = context.get("request")
+    headers: dict[str, str] = {}
+
+    if isinstance(exc, DomainError):
+        set_rollback()
+        return Response(envelope(exc.code, exc.message, exc.details, request), status=exc.status_code)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
+    elif isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(as_serializer_error(exc))
+
+    if not isinstance(exc, exceptions.APIException):
+        return None  # a bug: Django's handler500 answers with the envelope and logs it
+
+    if isinstance(exc, exceptions.ValidationError):
+        details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        code, message = "validation_error", "The request is invalid; see details."
+    else:
+        details = {}
+        message, detail_code = _message_and_code(exc)
+        code = next((c for cls, c in _CODES.items() if type(exc) is cls), None)
+        # A specific code chosen where the error was raised wins over the class default.
+        if detail_code and detail_code not in (exc.default_code, "invalid", "error"):
+            code = detail_code
+        code = code or detail_code or exc.default_code
+        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+            details = {"retry_after": int(exc.wait)}
+
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None) is not None:
+        headers["Retry-After"] = str(int(exc.wait))
+    set_rollback()
+    return Response(envelope(code, message, details, request), status=exc.status_code, headers=headers)
+
+
+# --- Django-level handlers, for URLs outside DRF (config/urls.py) --------------------------
+
+
+def handler404(request, exception=None):
+    return JsonResponse(envelope("not_found", "Not found.", request=request), status=404)
+
+
+def handler500(request):
+    return JsonResponse(
+        envelope("server_error", "Internal server error; it has been logged.", request=request),
+        status=500,
+    )
+
+
+def handler400(request, exception=None):
+    return JsonResponse(envelope("bad_request", "Bad request.", request=request), status=400)
+
+
+def handler403(request, exception=None):
+    return JsonResponse(envelope("permission_denied", "Permission denied.", request=request), status=403)

@@ -1,0 +1,153 @@
+"""The tenancy base classes. Every project-owned endpoint is built from these, so isolation is a
+property of the code, not a check each view must remember.
+
+* :func:`project_context_resolve` decides the request's project and the caller's role in it:
+  an API key implies its project; a staff user names one with ``X-Project-ID`` and must be an
+  active member of it.
+* :class:`ProjectScopedViewSet` filters every queryset by that project and sets it on create.
+  Subclasses narrow the queryset through :meth:`~ProjectScopedViewSet.scope_queryset`; overriding
+  ``get_queryset`` is refused at class creation.
+* :class:`ProjectScopedPrimaryKeyRelatedField` accepts only rows of the request's project.
+
+Another project's row is always 404 (never 403), so ids reveal nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import structlog
+from django.db.models import QuerySet
+from rest_framework import permissions, serializers, viewsets
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied
+
+from projects.models import APIKey, Membership, Project, Role, role_at_least
+
+PROJECT_HEADER = "X-Project-ID"
+
+
+class ProjectRequired(APIException):
+    status_code = 400
+    default_code = "project_required"
+    default_detail = f"Choose the project with the {PROJECT_HEADER} header (a project id)."
+
+
+@dataclass(frozen=True)
+class ProjectContext:
+    project: Project
+    role: str
+    api_key: APIKey | None = None
+    membership: Membership | None = None
+
+
+def project_context_resolve(request) -> ProjectContext:
+    """The project a request acts in and the caller's role there. Raises 400/404."""
+    header = request.headers.get(PROJECT_HEADER)
+    if isinstance(request.auth, APIKey):
+        key = request.auth
+        if header and header != str(key.project_id):
+            raise NotFound("Project not found.", code="project_not_found")
+        return ProjectContext(project=key.project, role=key.role, api_key=key)
+
+    if not header:
+        raise ProjectRequired()
+    try:
+        project_id = uuid.UUID(header)
+    except ValueError:
+        raise NotFound("Project not found.", code="project_not_found") from None
+    membership = (
+        Membership.objects.select_related("project")
+        .filter(project_id=project_id, user=request.user, status=Membership.Status.ACTIVE)
+        .first()
+    )
+    if membership is None:
+        raise NotFound("Project not found.", code="project_not_found")
+    return ProjectContext(project=membership.project, role=membership.role, membership=membership)
+
+
+def attach_project_context(request, context: ProjectContext) -> None:
+    for target in (request, request._request):
+        target.project = context.project
+        target.project_role = context.role
+        target.project_context = context
+    structlog.contextvars.bind_contextvars(project_id=str(context.project.pk))
+
+
+class ProjectRolePermission(permissions.BasePermission):
+    """The caller's role (a key's scopes map to roles) must reach the view's required role."""
+
+    def has_permission(self, request, view) -> bool:
+        required = view.required_role(request)
+        context: ProjectContext = request.project_context
+        if role_at_least(context.role, required):
+            return True
+        if context.api_key is not None:
+            raise PermissionDenied(
+                f"This API key lacks the scope for this action (needs {_SCOPE_FOR_ROLE[required]}).",
+                code="insufficient_scope",
+            )
+        raise PermissionDenied(f"Your role in this project is not enough (needs {required}).", code="insufficient_role")
+
+
+_SCOPE_FOR_ROLE = {Role.VIEWER: "read", Role.MEMBER: "write", Role.ADMIN: "admin", Role.OWNER: "a person (owner)"}
+
+
+class ProjectScopedViewSet(viewsets.ModelViewSet):
+    """Base of every tenant-owned API resource.
+
+    Set ``queryset`` to the model's full queryset; it is only ever used filtered by the
+    request's project. Roles: ``read_role`` for safe methods, ``write_role`` otherwise, and
+    ``action_roles`` for named actions.
+    """
+
+    queryset: QuerySet
+    read_role: str = Role.VIEWER
+    write_role: str = Role.MEMBER
+    action_roles: dict[str, str] = {}
+    permission_classes = [permissions.IsAuthenticated, ProjectRolePermission]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "get_queryset" in cls.__dict__:
+            raise TypeError(
+                f"{cls.__name__} overrides get_queryset; narrow it with scope_queryset() so the "
+                "project filter cannot be lost."
+            )
+
+    def perform_authentication(self, request) -> None:
+        super().perform_authentication(request)
+        if request.user is not None and request.user.is_authenticated:
+            attach_project_context(request, project_context_resolve(request))
+
+    def required_role(self, request) -> str:
+        if self.action in self.action_roles:
+            return self.action_roles[self.action]
+        return self.read_role if request.method in permissions.SAFE_METHODS else self.write_role
+
+    def get_queryset(self) -> QuerySet:
+        if getattr(self, "swagger_fake_view", False):  # schema generation, no request
+            return self.queryset.none()
+        project = getattr(self.request, "project", None)
+        if project is None:  # fail closed
+            raise PermissionDenied("No project selected.", code="project_required")
+        return self.scope_queryset(self.queryset.filter(project=project))
+
+    def scope_queryset(self, queryset: QuerySet) -> QuerySet:
+        """Hook: narrow or annotate the already project-filtered queryset."""
+        return queryset
+
+    def perform_create(self, serializer) -> None:
+        serializer.save(project=self.request.project)
+
+
+class ProjectScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
+    """A relation that accepts only rows of the request's project; others read as 'does not exist'."""
+
+    def get_queryset(self) -> QuerySet:
+        queryset = super().get_queryset()
+        request = self.context.get("request")
+        project = getattr(request, "project", None)
+        if project is None:
+            return queryset.none()
+        return queryset.filter(project=project)

@@ -1,0 +1,102 @@
+"""Shared fixtures. Tests run against the real servers the settings name (DATABASE_URL /
+REDIS_URL, or the embedded PostgreSQL + pgvector and Valkey, started on demand)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from projects.models import Role
+from tests.accounts.factories import UserFactory
+from tests.projects.factories import APIKeyFactory, MembershipFactory, ProjectFactory
+
+
+def pytest_unconfigure(config):
+    from django.db import connections
+
+    from config import embedded
+
+    connections.close_all()
+    embedded.stop_started_here(settings.DATA_DIR)
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+def jwt_for(user) -> str:
+    return str(RefreshToken.for_user(user).access_token)
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+def user_client(user, project=None) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {jwt_for(user)}")
+    if project is not None:
+        client.defaults["HTTP_X_PROJECT_ID"] = str(project.pk)
+    return client
+
+
+def key_client(raw: str, header: str = "bearer") -> APIClient:
+    client = APIClient()
+    if header == "bearer":
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    else:
+        client.credentials(HTTP_X_API_KEY=raw)
+    return client
+
+
+@dataclass
+class Tenant:
+    """A project with an owner, a member, a viewer and keys of each scope (the alice/bob of it)."""
+
+    project: object
+    owner: object
+    member: object
+    viewer: object
+    admin_key: object
+    write_key: object
+    read_key: object
+
+    def client(self, who: str = "owner") -> APIClient:
+        if who.endswith("_key"):
+            return key_client(getattr(self, who).raw)
+        return user_client(getattr(self, who), self.project)
+
+
+def make_tenant(name: str) -> Tenant:
+    owner = UserFactory()
+    project = ProjectFactory(name=name, owner=owner)
+    member = MembershipFactory(project=project, role=Role.MEMBER).user
+    viewer = MembershipFactory(project=project, role=Role.VIEWER).user
+    return Tenant(
+        project=project,
+        owner=owner,
+        member=member,
+        viewer=viewer,
+        admin_key=APIKeyFactory(project=project, scopes=["read", "write", "admin"]),
+        write_key=APIKeyFactory(project=project, scopes=["read", "write"]),
+        read_key=APIKeyFactory(project=project, scopes=["read"]),
+    )
+
+
+@pytest.fixture
+def tenant(db) -> Tenant:
+    return make_tenant("Alpha")
+
+
+@pytest.fixture
+def other_tenant(db) -> Tenant:
+    return make_tenant("Bravo")
