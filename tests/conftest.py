@@ -26,9 +26,14 @@ def pytest_unconfigure(config):
 
 @pytest.fixture(autouse=True)
 def _clean_cache():
+    """Each test starts with an empty cache (throttle counters, ...). Deletes only the test
+    prefix's keys: the Redis may be shared, and FLUSHDB would wipe more than ours."""
     from django.core.cache import cache
 
-    cache.clear()
+    client = cache._cache.get_client(write=True)
+    keys = list(client.scan_iter(match=f"{settings.CACHES['default']['KEY_PREFIX']}:*", count=1000))
+    if keys:
+        client.delete(*keys)
     yield
 
 
