@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from django.contrib.auth import authenticate
+from django.contrib.auth.models import update_last_login
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, permissions, status
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
+from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.tokens import RefreshToken
@@ -26,6 +28,10 @@ class _PublicAuthView(generics.GenericAPIView):
     permission_classes = [permissions.AllowAny]
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "auth"
+
+    def get_authenticate_header(self, request) -> str:
+        # Without authenticators DRF would turn a failed login's 401 into a 403.
+        return 'Bearer realm="api"'
 
 
 class RegisterView(_PublicAuthView):
@@ -50,8 +56,6 @@ class LoginView(_PublicAuthView):
         user = authenticate(request, **serializer.validated_data)
         if user is None:
             raise AuthenticationFailed("E-mail or password is wrong.", code="invalid_credentials")
-        from django.contrib.auth.models import update_last_login
-
         update_last_login(None, user)
         return Response(_token_pair(user))
 
@@ -72,9 +76,15 @@ class RefreshView(_PublicAuthView):
         return Response(refresh.validated_data)
 
 
-class LogoutView(generics.GenericAPIView):
-    serializer_class = s.RefreshSerializer
+class _AccountView(generics.GenericAPIView):
+    """The caller's own account: people only (JWT); an API key is not a user."""
+
+    authentication_classes = [JWTAuthentication]
     permission_classes = [permissions.IsAuthenticated]
+
+
+class LogoutView(_AccountView):
+    serializer_class = s.RefreshSerializer
 
     @extend_schema(responses={204: None}, tags=["auth"])
     def post(self, request):
@@ -91,9 +101,8 @@ class LogoutView(generics.GenericAPIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class MeView(generics.GenericAPIView):
+class MeView(_AccountView):
     serializer_class = s.UserSerializer
-    permission_classes = [permissions.IsAuthenticated]
 
     def get_object(self):
         return self.request.user
@@ -110,9 +119,8 @@ class MeView(generics.GenericAPIView):
         return Response(s.UserSerializer(user).data)
 
 
-class PasswordChangeView(generics.GenericAPIView):
+class PasswordChangeView(_AccountView):
     serializer_class = s.PasswordChangeSerializer
-    permission_classes = [permissions.IsAuthenticated]
 
     @extend_schema(responses={204: None}, tags=["auth"])
     def post(self, request):

@@ -9,7 +9,6 @@ module that reads ``os.environ``.
 from __future__ import annotations
 
 import os
-import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -305,7 +304,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# collectstatic's target, for production images; elsewhere whitenoise serves files straight from
+# the apps (WHITENOISE_USE_FINDERS), so no collectstatic step is needed.
+STATIC_ROOT = env("STATIC_ROOT", str(BASE_DIR / "staticfiles") if IS_PRODUCTION else None)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -314,9 +315,6 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
-# Serve static files straight from the apps in development (no collectstatic needed); without
-# collectstatic, STATIC_ROOT does not exist, which whitenoise would warn about on every start.
-warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
 WHITENOISE_USE_FINDERS = not IS_PRODUCTION
 WHITENOISE_AUTOREFRESH = DEBUG
 
