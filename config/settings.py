@@ -63,7 +63,7 @@ API_KEY_PEPPER = env("API_KEY_PEPPER", _DEFAULT_PEPPER)
 DEBUG = env_bool("DEBUG", DJANGO_ENV == "development")
 
 if IS_PRODUCTION:
-    if SECRET_KEY == _DEFAULT_SECRET_KEY or len(SECRET_KEY) < 50:
+    if SECRET_KEY == _DEFAULT_SECRET_KEY or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
         raise ImproperlyConfigured("production needs SECRET_KEY set to a random 50+ char value")
     if API_KEY_PEPPER == _DEFAULT_PEPPER or len(API_KEY_PEPPER) < 32:
         raise ImproperlyConfigured("production needs API_KEY_PEPPER set to a random value")
