@@ -15,8 +15,6 @@ $(STAMP): requirements/base.txt requirements/dev.txt
 install: $(STAMP)
 
 run: install
-	$(BIN)/python manage.py migrate --no-input
-	$(BIN)/python manage.py seed_dev
 	$(BIN)/python -m config.devserver
 
 test: install

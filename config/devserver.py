@@ -1,8 +1,10 @@
-"""``make run``: the API (uvicorn), one Celery worker and Celery beat, together.
+"""``make run``: migrate, seed the dev project, then run the API (uvicorn), one Celery worker
+and Celery beat together.
 
 Starts the embedded servers first when ``DATABASE_URL`` / ``REDIS_URL`` are unset and hands
 their URLs to the children, so all three share them. Ctrl-C (or SIGTERM) stops the children,
-then the embedded servers this command started.
+then the embedded servers this command started (servers that were already running, say for
+another checkout's shell, are left alone).
 """
 
 from __future__ import annotations
@@ -20,8 +22,12 @@ def main() -> int:
 
     django.setup()
     from django.conf import settings
+    from django.core.management import call_command
 
     from config import embedded
+
+    call_command("migrate", interactive=False, verbosity=1)
+    call_command("seed_dev")
 
     host = os.environ.get("HOST", "127.0.0.1")
     port = os.environ.get("PORT", "8000")
