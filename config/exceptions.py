@@ -11,6 +11,8 @@ errors for validation failures (``{"field": ["message", ...]}``) and is ``{}`` o
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -82,16 +84,22 @@ def _message_and_code(exc: exceptions.APIException) -> tuple[str, str | None]:
     return str(detail), code
 
 
-def exception_handler(exc: Exception, context: dict) -> Response | None:
-    # Imported here: rest_framework.views loads the parser settings, which import this module.
-    from rest_framework.views import set_rollback
+@dataclass
+class ErrorInfo:
+    status: int
+    code: str
+    message: str
+    details: Any
+    headers: dict[str, str]
 
-    request = context.get("request")
-    headers: dict[str, str] = {}
 
+def error_info(exc: Exception) -> ErrorInfo | None:
+    """How an exception is answered, or ``None`` for a bug (which becomes a logged 500)."""
     if isinstance(exc, DomainError):
-        set_rollback()
-        return Response(envelope(exc.code, exc.message, exc.details, request), status=exc.status_code)
+        headers = {}
+        if getattr(exc, "retry_after", None) is not None:
+            headers["Retry-After"] = str(math.ceil(exc.retry_after))
+        return ErrorInfo(exc.status_code, exc.code, exc.message, exc.details, headers)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -100,9 +108,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         exc = PayloadTooLarge()
     elif isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(as_serializer_error(exc))
-
     if not isinstance(exc, exceptions.APIException):
-        return None  # a bug: Django's handler500 answers with the envelope and logs it
+        return None
 
     if isinstance(exc, exceptions.ValidationError):
         details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
@@ -117,13 +124,39 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         code = code or detail_code or exc.default_code
         if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
             details = {"retry_after": int(exc.wait)}
-
+    headers: dict[str, str] = {}
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header
     if getattr(exc, "wait", None) is not None:
         headers["Retry-After"] = str(int(exc.wait))
+    return ErrorInfo(exc.status_code, code, message, details, headers)
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    """DRF's hook: every API error leaves in the envelope."""
+    # Imported here: rest_framework.views loads the parser settings, which import this module.
+    from rest_framework.views import set_rollback
+
+    info = error_info(exc)
+    if info is None:
+        return None  # a bug: Django's handler500 answers with the envelope and logs it
     set_rollback()
-    return Response(envelope(code, message, details, request), status=exc.status_code, headers=headers)
+    return Response(
+        envelope(info.code, info.message, info.details, context.get("request")),
+        status=info.status,
+        headers=info.headers,
+    )
+
+
+def error_response(exc: Exception, request) -> JsonResponse | None:
+    """The same answer as :func:`exception_handler`, for plain (async) Django views."""
+    info = error_info(exc)
+    if info is None:
+        return None
+    response = JsonResponse(envelope(info.code, info.message, info.details, request), status=info.status)
+    for name, value in info.headers.items():
+        response[name] = value
+    return response
 
 
 # --- Django-level handlers, for URLs outside DRF (config/urls.py) --------------------------

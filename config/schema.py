@@ -49,7 +49,9 @@ class AutoSchema(openapi.AutoSchema):
         responses = super()._get_response_bodies(direction)
         if direction != "response":
             return responses
-        codes = ["400", "404", "405", "413", "415", "429"] if self.method != "GET" else ["400", "404", "405", "429"]
+        codes = (
+            ["400", "404", "405", "409", "413", "415", "429"] if self.method != "GET" else ["400", "404", "405", "429"]
+        )
         if self.get_auth():
             codes += ["401", "403"]
         for code in codes:

@@ -56,17 +56,23 @@ IS_PRODUCTION = DJANGO_ENV == "production"
 # Placeholders that are fine on a laptop and refused in production.
 _DEFAULT_SECRET_KEY = "django-insecure-agentdesk-development-key-do-not-use-in-production"
 _DEFAULT_PEPPER = "agentdesk-development-api-key-pepper"
+_DEFAULT_ENCRYPTION_KEY = "agentdesk-development-field-encryption-key"
 
 SECRET_KEY = env("SECRET_KEY", _DEFAULT_SECRET_KEY)
 # HMAC key for API-key digests. Separate from SECRET_KEY so rotating one does not void the other.
 API_KEY_PEPPER = env("API_KEY_PEPPER", _DEFAULT_PEPPER)
 DEBUG = env_bool("DEBUG", DJANGO_ENV == "development")
+# Encrypts credentials stored in the database (provider API keys, tool headers). Comma-separated:
+# the first encrypts, all decrypt, so prepend a new key to rotate.
+FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS", _DEFAULT_ENCRYPTION_KEY)
 
 if IS_PRODUCTION:
     if SECRET_KEY == _DEFAULT_SECRET_KEY or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
         raise ImproperlyConfigured("production needs SECRET_KEY set to a random 50+ char value")
     if API_KEY_PEPPER == _DEFAULT_PEPPER or len(API_KEY_PEPPER) < 32:
         raise ImproperlyConfigured("production needs API_KEY_PEPPER set to a random value")
+    if _DEFAULT_ENCRYPTION_KEY in FIELD_ENCRYPTION_KEYS or min(map(len, FIELD_ENCRYPTION_KEYS)) < 32:
+        raise ImproperlyConfigured("production needs FIELD_ENCRYPTION_KEYS set to random 32+ char values")
     if DEBUG:
         raise ImproperlyConfigured("production refuses to start with DEBUG=True")
 
@@ -220,6 +226,27 @@ API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 5)
 API_KEY_TOUCH_SECONDS = 60
 # The literal key "dev" authenticates as the seeded project only here.
 DEV_API_KEY_ENABLED = DJANGO_ENV == "development"
+
+# --- Model gateway (agents/providers) -------------------------------------------------------
+
+# The deployment's default provider, for projects that configure none: an OpenAI-compatible
+# endpoint when OPENAI_API_KEY or OPENAI_BASE_URL is set, else the local offline models.
+OPENAI_API_KEY = env("OPENAI_API_KEY", "")
+OPENAI_BASE_URL = env("OPENAI_BASE_URL", "")
+OPENAI_ORGANIZATION = env("OPENAI_ORGANIZATION", "")
+DEFAULT_CHAT_MODEL = env("DEFAULT_CHAT_MODEL", "gpt-4o-mini" if (OPENAI_API_KEY or OPENAI_BASE_URL) else "smollm2")
+DEFAULT_EMBEDDING_MODEL = env(
+    "DEFAULT_EMBEDDING_MODEL",
+    "text-embedding-3-small" if (OPENAI_API_KEY or OPENAI_BASE_URL) else "all-minilm-l6-v2",
+)
+PROVIDER_TIMEOUT_SECONDS = float(env("PROVIDER_TIMEOUT_SECONDS", "60"))
+PROVIDER_MAX_RETRIES = env_int("PROVIDER_MAX_RETRIES", 2)
+PROVIDER_RETRY_BASE_SECONDS = float(env("PROVIDER_RETRY_BASE_SECONDS", "0.5"))
+PROVIDER_RETRY_MAX_SECONDS = float(env("PROVIDER_RETRY_MAX_SECONDS", "8"))
+# A Retry-After longer than this is not waited out: the caller gets the 429 at once.
+PROVIDER_MAX_RETRY_AFTER = float(env("PROVIDER_MAX_RETRY_AFTER", "20"))
+# Tools may call private, loopback and link-local addresses only when this is on.
+TOOLS_ALLOW_PRIVATE_NETWORKS = env_bool("TOOLS_ALLOW_PRIVATE_NETWORKS", False)
 
 INVITATION_DAYS = env_int("INVITATION_DAYS", 7)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "AgentDesk <noreply@agentdesk.local>")

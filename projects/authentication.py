@@ -52,34 +52,37 @@ def forget_key(digest: str) -> None:
     _verified.pop(digest, None)
 
 
-def _lookup(digest: str) -> APIKey | None:
-    now = time.monotonic()
+def _cached(digest: str) -> APIKey | None:
     hit = _verified.get(digest)
-    if hit is not None and now - hit[1] < settings.API_KEY_CACHE_SECONDS:
+    if hit is not None and time.monotonic() - hit[1] < settings.API_KEY_CACHE_SECONDS:
         return hit[0]
-    key = APIKey.objects.select_related("project").filter(digest=digest).first()
+    return None
+
+
+def _remember(digest: str, key: APIKey | None) -> None:
     if key is not None and settings.API_KEY_CACHE_SECONDS > 0:
         if len(_verified) >= _CACHE_MAX:
             _verified.clear()
-        _verified[digest] = (key, now)
-    return key
+        _verified[digest] = (key, time.monotonic())
 
 
-def _touch(key: APIKey) -> None:
+def _key_query(digest: str):
+    return APIKey.objects.select_related("project").filter(digest=digest)
+
+
+def _touch_query(key: APIKey):
+    """The UPDATE of ``last_used_at``, or ``None`` when this process wrote it under a minute ago."""
     now = time.monotonic()
     if now - _touched.get(str(key.pk), -1e9) < settings.API_KEY_TOUCH_SECONDS:
-        return
+        return None
     _touched[str(key.pk)] = now
     stamp = timezone.now()
     cutoff = stamp - timedelta(seconds=settings.API_KEY_TOUCH_SECONDS)
     # The condition makes this at most one write a minute per key across all processes.
-    APIKey.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=cutoff), pk=key.pk).update(
-        last_used_at=stamp
-    )
+    return APIKey.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=cutoff), pk=key.pk), stamp
 
 
-def apikey_authenticate(raw: str) -> APIKey:
-    """Return the active key for ``raw`` or raise ``AuthenticationFailed`` with a specific code."""
+def _check_format(raw: str) -> None:
     if raw == DEV_KEY:
         if not settings.DEV_API_KEY_ENABLED:
             raise AuthenticationFailed("The 'dev' key works only when DJANGO_ENV=development.", code="dev_key_disabled")
@@ -88,7 +91,9 @@ def apikey_authenticate(raw: str) -> APIKey:
             "Malformed API key: expected ak_live_… or ak_test_… followed by 40 letters and digits.",
             code="api_key_malformed",
         )
-    key = _lookup(key_digest(raw))
+
+
+def _check_state(raw: str, key: APIKey | None) -> APIKey:
     if key is None:
         logger.info("api_key_unknown", key_prefix=key_prefix(raw))
         raise AuthenticationFailed("Unknown API key.", code="api_key_invalid")
@@ -96,7 +101,36 @@ def apikey_authenticate(raw: str) -> APIKey:
         raise AuthenticationFailed("This API key has been revoked.", code="api_key_revoked")
     if key.is_expired:
         raise AuthenticationFailed("This API key has expired.", code="api_key_expired")
-    _touch(key)
+    return key
+
+
+def apikey_authenticate(raw: str) -> APIKey:
+    """Return the active key for ``raw`` or raise ``AuthenticationFailed`` with a specific code."""
+    _check_format(raw)
+    digest = key_digest(raw)
+    key = _cached(digest)
+    if key is None:
+        key = _key_query(digest).first()
+        _remember(digest, key)
+    key = _check_state(raw, key)
+    touch = _touch_query(key)
+    if touch is not None:
+        touch[0].update(last_used_at=touch[1])
+    return key
+
+
+async def aapikey_authenticate(raw: str) -> APIKey:
+    """:func:`apikey_authenticate` for async views: the same rules, awaiting the database."""
+    _check_format(raw)
+    digest = key_digest(raw)
+    key = _cached(digest)
+    if key is None:
+        key = await _key_query(digest).afirst()
+        _remember(digest, key)
+    key = _check_state(raw, key)
+    touch = _touch_query(key)
+    if touch is not None:
+        await touch[0].aupdate(last_used_at=touch[1])
     return key
 
 

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import structlog
 from django.db.models import QuerySet
+from django.views import View
 from rest_framework import permissions, serializers, viewsets
-from rest_framework.exceptions import APIException, NotFound, PermissionDenied
+from rest_framework.exceptions import APIException, MethodNotAllowed, NotFound, PermissionDenied
 
 from projects.models import APIKey, Membership, Project, Role, role_at_least
 
@@ -151,3 +152,120 @@ class ProjectScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         if project is None:
             return queryset.none()
         return queryset.filter(project=project)
+
+
+# --- async views ---------------------------------------------------------------------------
+#
+# The model-call endpoints (chat, streams, the OpenAI-compatible API) are async Django views, so
+# they never block the event loop. They get the same rules from here: the same credentials, the
+# same project resolution, the same roles, and the same error envelope.
+
+
+async def aauthenticate(request, *, allow_users: bool = True):
+    """``(user_or_principal, api_key_or_None)`` for an async request; raises 401 APIExceptions."""
+    from asgiref.sync import sync_to_async
+    from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
+    from rest_framework_simplejwt.authentication import JWTAuthentication
+    from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+    from rest_framework_simplejwt.settings import api_settings as jwt_settings
+
+    from accounts.models import User
+    from projects.authentication import APIKeyPrincipal, aapikey_authenticate, raw_key_from
+
+    raw_key = raw_key_from(request)
+    if raw_key is not None:
+        key = await aapikey_authenticate(raw_key)
+        return APIKeyPrincipal(key), key
+    if not allow_users:
+        raise NotAuthenticated("Use a project API key: Authorization: Bearer ak_…", code="not_authenticated")
+    jwt = JWTAuthentication()
+    header = jwt.get_header(request)
+    raw = jwt.get_raw_token(header) if header else None
+    if raw is None:
+        raise NotAuthenticated("Authentication credentials were not provided.")
+    try:
+        token = await sync_to_async(jwt.get_validated_token, thread_sensitive=False)(raw)
+    except (InvalidToken, TokenError) as exc:
+        raise AuthenticationFailed("Given token not valid for any token type", code="token_not_valid") from exc
+    user = await User.objects.filter(pk=token[jwt_settings.USER_ID_CLAIM], is_active=True).afirst()
+    if user is None:
+        raise AuthenticationFailed("User not found or inactive.", code="user_not_found")
+    return user, None
+
+
+async def aproject_context_resolve(request, user, api_key) -> ProjectContext:
+    """:func:`project_context_resolve` for async views."""
+    header = request.headers.get(PROJECT_HEADER)
+    if api_key is not None:
+        if header and header != str(api_key.project_id):
+            raise NotFound("Project not found.", code="project_not_found")
+        return ProjectContext(project=api_key.project, role=api_key.role, api_key=api_key)
+    if not header:
+        raise ProjectRequired()
+    try:
+        project_id = uuid.UUID(header)
+    except ValueError:
+        raise NotFound("Project not found.", code="project_not_found") from None
+    membership = await (
+        Membership.objects.select_related("project")
+        .filter(project_id=project_id, user=user, status=Membership.Status.ACTIVE)
+        .afirst()
+    )
+    if membership is None:
+        raise NotFound("Project not found.", code="project_not_found")
+    return ProjectContext(project=membership.project, role=membership.role, membership=membership)
+
+
+class ProjectScopedAsyncView(View):
+    """Base of async project endpoints: authenticate, resolve the project, check the role, then
+    call the handler; any error leaves in the envelope (:meth:`render_error` may change its shape).
+
+    Handlers find ``request.project``, ``request.project_role``, ``request.project_context`` and
+    ``request.caller`` (the user, or the API-key principal). Look rows up with
+    :meth:`scoped` so another project's row is a 404.
+    """
+
+    http_method_names = ["post"]
+    allow_users = True
+    required_role: str = Role.MEMBER
+
+    @classmethod
+    def as_view(cls, **initkwargs):
+        view = super().as_view(**initkwargs)
+        view.csrf_exempt = True  # token-authenticated API, no cookies
+        return view
+
+    async def dispatch(self, request, *args, **kwargs):
+        if request.method.lower() not in self.http_method_names:
+            return self.render_error(MethodNotAllowed(request.method), request)
+        try:
+            user, api_key = await aauthenticate(request, allow_users=self.allow_users)
+            context = await aproject_context_resolve(request, user, api_key)
+            request.caller = user
+            request.project = context.project
+            request.project_role = context.role
+            request.project_context = context
+            structlog.contextvars.bind_contextvars(project_id=str(context.project.pk))
+            if not role_at_least(context.role, self.required_role):
+                code = "insufficient_scope" if api_key is not None else "insufficient_role"
+                raise PermissionDenied(f"This needs the {self.required_role} role (or a write key).", code=code)
+            handler = getattr(self, request.method.lower())
+            return await handler(request, *args, **kwargs)
+        except Exception as exc:
+            response = self.render_error(exc, request)
+            if response is None:
+                raise
+            return response
+
+    def render_error(self, exc: Exception, request):
+        from config.exceptions import error_response
+
+        return error_response(exc, request)
+
+    @staticmethod
+    async def scoped(queryset: QuerySet, request, **lookup):
+        """The row of the request's project matching ``lookup``, else 404."""
+        obj = await queryset.filter(project=request.project, **lookup).afirst()
+        if obj is None:
+            raise NotFound()
+        return obj

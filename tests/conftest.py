@@ -105,3 +105,20 @@ def tenant(db) -> Tenant:
 @pytest.fixture
 def other_tenant(db) -> Tenant:
     return make_tenant("Bravo")
+
+
+@pytest.fixture
+def fake_openai():
+    """A loopback OpenAI-compatible server (tests/fake_openai.py); scripted per test."""
+    from tests.fake_openai import start_fake_openai
+
+    server = start_fake_openai()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def fast_retries(settings):
+    """Provider retries without real waiting (backoff in milliseconds)."""
+    settings.PROVIDER_RETRY_BASE_SECONDS = 0.001
+    settings.PROVIDER_RETRY_MAX_SECONDS = 0.002

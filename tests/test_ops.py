@@ -22,6 +22,7 @@ PRODUCTION_ENV = {
     "DJANGO_ENV": "production",
     "SECRET_KEY": secrets.token_urlsafe(50),
     "API_KEY_PEPPER": secrets.token_urlsafe(32),
+    "FIELD_ENCRYPTION_KEYS": secrets.token_urlsafe(32),
     "ALLOWED_HOSTS": "api.example.com",
     # Named servers, so that the embedded ones are not started; nothing connects to them here.
     "DATABASE_URL": "postgresql://agentdesk@127.0.0.1:1/agentdesk",
@@ -82,9 +83,10 @@ def test_readyz_is_503_and_names_the_failing_check(client, settings, monkeypatch
         ({"SECRET_KEY": "short"}, "SECRET_KEY"),
         ({"SECRET_KEY": "ab" * 40}, "SECRET_KEY"),
         ({"API_KEY_PEPPER": ""}, "API_KEY_PEPPER"),
+        ({"FIELD_ENCRYPTION_KEYS": ""}, "FIELD_ENCRYPTION_KEYS"),
         ({"DEBUG": "true"}, "DEBUG"),
     ],
-    ids=["default-secret", "short-secret", "repetitive-secret", "default-pepper", "debug"],
+    ids=["default-secret", "short-secret", "repetitive-secret", "default-pepper", "default-encryption-key", "debug"],
 )
 def test_production_refuses_to_start_with_unsafe_settings(override, message):
     result = run_django("django.setup()", **{**PRODUCTION_ENV, **override})

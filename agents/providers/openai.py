@@ -1,0 +1,202 @@
+"""Any OpenAI-compatible endpoint (OpenAI, Azure, vLLM, Ollama, llama.cpp server, ...) through
+the official ``openai`` SDK.
+
+The SDK's own retries are off (``max_retries=0``): we retry here, on 429, 5xx, timeouts and
+connection errors, with exponential backoff and full jitter, honouring ``Retry-After`` up to
+``PROVIDER_MAX_RETRY_AFTER`` (a longer wait is returned to the caller as a 429 at once). A stream
+is retried only before its first chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import openai
+from django.conf import settings
+
+from agents.providers.base import (
+    ChatChunk,
+    ChatRequest,
+    ChatResult,
+    EmbeddingResult,
+    ProviderAuthFailed,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnavailable,
+    ToolCall,
+    Usage,
+    estimate_prompt_tokens,
+    estimate_tokens,
+)
+
+T = TypeVar("T")
+
+# One SDK client (and its connection pool) per event loop and configuration.
+_clients: dict[tuple, openai.AsyncOpenAI] = {}
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    value = exc.response.headers.get("retry-after") if exc.response is not None else None
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+def _upstream_message(exc: openai.APIStatusError) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error", body) if isinstance(body, dict) else {}
+    message = error.get("message") if isinstance(error, dict) else None
+    return str(message or exc.message)[:500]
+
+
+def map_error(exc: Exception) -> ProviderError:
+    """An SDK exception as the API error we answer with (upstream 401 -> our 502, and so on)."""
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderTimeout()
+    if isinstance(exc, openai.APIConnectionError):
+        return ProviderUnavailable("Could not connect to the model provider.")
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        detail = {"upstream_status": status, "upstream_message": _upstream_message(exc)}
+        if status in (401, 403):
+            return ProviderAuthFailed(details=detail)
+        if status == 429:
+            return ProviderRateLimited(retry_after=_retry_after(exc), details=detail)
+        if status in (408, 409) or status >= 500:
+            return ProviderUnavailable(f"The model provider failed ({status}).", details=detail)
+        return ProviderRejected(
+            f"The model provider rejected the request: {detail['upstream_message']}", details=detail
+        )
+    return ProviderError(f"Unexpected provider failure: {type(exc).__name__}")
+
+
+class OpenAIAdapter:
+    kind = "openai"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        organization: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+    ):
+        self.api_key = api_key or "not-needed"  # local OpenAI-compatible servers often ignore it
+        self.base_url = base_url or None
+        self.organization = organization or None
+        self.timeout = timeout
+        self.max_retries = max_retries
+
+    @property
+    def client(self) -> openai.AsyncOpenAI:
+        key = (id(asyncio.get_running_loop()), self.api_key, self.base_url, self.organization, self.timeout)
+        client = _clients.get(key)
+        if client is None:
+            client = openai.AsyncOpenAI(
+                api_key=self.api_key,
+                base_url=self.base_url,
+                organization=self.organization,
+                timeout=self.timeout,
+                max_retries=0,
+            )
+            _clients[key] = client
+        return client
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after
+        base = settings.PROVIDER_RETRY_BASE_SECONDS
+        return random.uniform(0, min(settings.PROVIDER_RETRY_MAX_SECONDS, base * 2**attempt))  # noqa: S311
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except (openai.APIStatusError, openai.APIConnectionError) as exc:
+                error = map_error(exc)
+                retry_after = getattr(error, "retry_after", None)
+                too_long = retry_after is not None and retry_after > settings.PROVIDER_MAX_RETRY_AFTER
+                if not error.retryable or attempt >= self.max_retries or too_long:
+                    raise error from exc
+                await asyncio.sleep(self._delay(attempt, retry_after))
+                attempt += 1
+
+    @staticmethod
+    def _params(request: ChatRequest) -> dict[str, Any]:
+        params: dict[str, Any] = {"model": request.model, "messages": request.messages}
+        for name in ("temperature", "max_tokens", "tools", "tool_choice", "stop", "top_p", "user"):
+            value = getattr(request, name)
+            if value is not None:
+                params[name] = value
+        return params
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        response = await self._retrying(lambda: self.client.chat.completions.create(**self._params(request)))
+        choice = response.choices[0] if response.choices else None
+        message = choice.message if choice else None
+        content = (message.content or "") if message else ""
+        calls = [
+            ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "{}")
+            for c in ((message.tool_calls or []) if message else [])
+            if getattr(c, "function", None) is not None
+        ]
+        if response.usage is not None:
+            usage = Usage(response.usage.prompt_tokens or 0, response.usage.completion_tokens or 0)
+        else:
+            usage = Usage(estimate_prompt_tokens(request.messages), estimate_tokens(content), estimated=True)
+        return ChatResult(
+            content=content,
+            model=response.model or request.model,
+            finish_reason=(choice.finish_reason if choice else None) or "stop",
+            tool_calls=calls,
+            usage=usage,
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        params = {**self._params(request), "stream": True, "stream_options": {"include_usage": True}}
+        upstream = await self._retrying(lambda: self.client.chat.completions.create(**params))
+        try:
+            async for chunk in upstream:
+                usage = None
+                if chunk.usage is not None:
+                    usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
+                if not chunk.choices:
+                    if usage is not None:
+                        yield ChatChunk(usage=usage, model=chunk.model or request.model)
+                    continue
+                choice = chunk.choices[0]
+                delta = choice.delta
+                yield ChatChunk(
+                    content=(delta.content or "") if delta else "",
+                    tool_calls=[c.model_dump(exclude_none=True) for c in (delta.tool_calls or [])] if delta else [],
+                    finish_reason=choice.finish_reason,
+                    usage=usage,
+                    model=chunk.model or request.model,
+                )
+        except (openai.APIStatusError, openai.APIConnectionError) as exc:
+            raise map_error(exc) from exc
+        finally:
+            await upstream.close()  # stops the upstream call when our client goes away
+
+    async def embed(self, texts: list[str], model: str) -> EmbeddingResult:
+        response = await self._retrying(lambda: self.client.embeddings.create(model=model, input=texts))
+        vectors = [item.embedding for item in sorted(response.data, key=lambda d: d.index)]
+        if response.usage is not None:
+            usage = Usage(prompt_tokens=response.usage.prompt_tokens or 0)
+        else:
+            usage = Usage(prompt_tokens=sum(estimate_tokens(t) for t in texts), estimated=True)
+        return EmbeddingResult(vectors=vectors, model=response.model or model, usage=usage)
+
+    async def models(self) -> list[str]:
+        page = await self._retrying(lambda: self.client.models.list())
+        return [m.id for m in page.data]
