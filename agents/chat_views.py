@@ -10,6 +10,7 @@ the model is silent, a final ``event: final`` with the usage (agent endpoints), 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -106,7 +107,10 @@ async def with_heartbeat(source: AsyncIterator[str], interval: float) -> AsyncIt
             yield item
     finally:
         if pending is not None:
+            # Stop the step in flight and let it unwind before closing the source.
             pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
         await iterator.aclose()
 
 

@@ -122,3 +122,26 @@ def fast_retries(settings):
     """Provider retries without real waiting (backoff in milliseconds)."""
     settings.PROVIDER_RETRY_BASE_SECONDS = 0.001
     settings.PROVIDER_RETRY_MAX_SECONDS = 0.002
+
+
+@pytest.fixture
+def keep_test_connection():
+    """Requests served through the real ASGI/WSGI handler (not Django's test client) would close
+    the test's database connection, and its transaction, at their start and end; the test
+    client avoids that the same way."""
+    from django.core import signals
+    from django.db import close_old_connections
+
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
+def run_async(fn, *args, **kwargs):
+    """Run a coroutine function from a sync test. ORM calls inside (sync_to_async) come back to
+    this thread, so they see the test's transaction."""
+    from asgiref.sync import async_to_sync
+
+    return async_to_sync(fn)(*args, **kwargs)

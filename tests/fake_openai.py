@@ -28,6 +28,7 @@ class Reply:
     content: str
     usage: bool = True  # streams: whether to send the usage chunk when asked for it
     finish_reason: str = "stop"
+    delay: float = 0.0  # streams: pause between words (to test clients that leave mid-stream)
 
 
 @dataclass
@@ -61,6 +62,7 @@ class FakeOpenAI:
     server: ThreadingHTTPServer
     steps: deque = field(default_factory=deque)
     requests: list[Recorded] = field(default_factory=list)
+    aborted_streams: int = 0  # streams whose client went away before the end
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -252,9 +254,17 @@ class _Handler(BaseHTTPRequestHandler):
                     )
         else:
             for word in _words(step.content):
-                self._sse(
-                    json.dumps({**base, "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]})
-                )
+                try:
+                    self._sse(
+                        json.dumps(
+                            {**base, "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
+                        )
+                    )
+                except (BrokenPipeError, ConnectionResetError):
+                    self.fake.aborted_streams += 1
+                    return
+                if step.delay:
+                    time.sleep(step.delay)
         self._sse(json.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}))
         wants_usage = (body.get("stream_options") or {}).get("include_usage")
         if wants_usage and step.usage:

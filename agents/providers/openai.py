@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -36,8 +37,11 @@ from agents.providers.base import (
 
 T = TypeVar("T")
 
-# One SDK client (and its connection pool) per event loop and configuration.
-_clients: dict[tuple, openai.AsyncOpenAI] = {}
+# One SDK client (and its connection pool) per event loop and configuration; a loop's clients go
+# with it (connections cannot move between loops).
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, openai.AsyncOpenAI]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:
@@ -98,8 +102,9 @@ class OpenAIAdapter:
 
     @property
     def client(self) -> openai.AsyncOpenAI:
-        key = (id(asyncio.get_running_loop()), self.api_key, self.base_url, self.organization, self.timeout)
-        client = _clients.get(key)
+        clients = _clients.setdefault(asyncio.get_running_loop(), {})
+        key = (self.api_key, self.base_url, self.organization, self.timeout)
+        client = clients.get(key)
         if client is None:
             client = openai.AsyncOpenAI(
                 api_key=self.api_key,
@@ -108,7 +113,7 @@ class OpenAIAdapter:
                 timeout=self.timeout,
                 max_retries=0,
             )
-            _clients[key] = client
+            clients[key] = client
         return client
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
