@@ -145,3 +145,19 @@ def run_async(fn, *args, **kwargs):
     from asgiref.sync import async_to_sync
 
     return async_to_sync(fn)(*args, **kwargs)
+
+
+def stream_post(raw_key: str, path: str, body: dict):
+    """POST through the ASGI handler and read the whole stream in the same event loop, as a
+    server would (the sync test client would consume the stream in another loop)."""
+    from django.test import AsyncClient
+
+    async def go():
+        response = await AsyncClient().post(
+            path, body, content_type="application/json", headers={"Authorization": f"Bearer {raw_key}"}
+        )
+        assert response.streaming, response.content
+        response.sse_body = b"".join([chunk async for chunk in response.streaming_content]).decode()
+        return response
+
+    return run_async(go)

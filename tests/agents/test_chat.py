@@ -11,7 +11,7 @@ import pytest
 
 from agents.chat_views import with_heartbeat
 from agents.models import Agent, Conversation, Message, Provider
-from tests.conftest import run_async, user_client
+from tests.conftest import run_async, stream_post, user_client
 from tests.fake_openai import Reply
 from usage.models import UsageRecord
 
@@ -32,22 +32,6 @@ def upstream(tenant, fake_openai):
 @pytest.fixture
 def agent(tenant, upstream):
     return Agent.objects.create(project=tenant.project, name="helper", instructions="You help.", memory_window=20)
-
-
-def stream_post(raw_key: str, path: str, body: dict):
-    """POST through the ASGI handler and read the whole stream in the same event loop, as a
-    server would (the sync test client would consume the stream in another loop)."""
-    from django.test import AsyncClient
-
-    async def go():
-        response = await AsyncClient().post(
-            path, body, content_type="application/json", headers={"Authorization": f"Bearer {raw_key}"}
-        )
-        assert response.streaming, response.content
-        response.sse_body = b"".join([chunk async for chunk in response.streaming_content]).decode()
-        return response
-
-    return run_async(go)
 
 
 def sse_events(response) -> list[tuple[str | None, str]]:
