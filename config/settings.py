@@ -245,6 +245,12 @@ PROVIDER_RETRY_BASE_SECONDS = float(env("PROVIDER_RETRY_BASE_SECONDS", "0.5"))
 PROVIDER_RETRY_MAX_SECONDS = float(env("PROVIDER_RETRY_MAX_SECONDS", "8"))
 # A Retry-After longer than this is not waited out: the caller gets the 429 at once.
 PROVIDER_MAX_RETRY_AFTER = float(env("PROVIDER_MAX_RETRY_AFTER", "20"))
+# The local chat model (llama.cpp): another GGUF instead of SmolLM2, context, threads (0: cores
+# less one), and the answer length when a request gives none.
+LOCAL_CHAT_MODEL_PATH = env("LOCAL_CHAT_MODEL_PATH", "")
+LOCAL_CHAT_CONTEXT_TOKENS = env_int("LOCAL_CHAT_CONTEXT_TOKENS", 2048)
+LOCAL_CHAT_THREADS = env_int("LOCAL_CHAT_THREADS", 0)
+LOCAL_CHAT_MAX_TOKENS = env_int("LOCAL_CHAT_MAX_TOKENS", 256)
 # Tools may call private, loopback and link-local addresses only when this is on.
 TOOLS_ALLOW_PRIVATE_NETWORKS = env_bool("TOOLS_ALLOW_PRIVATE_NETWORKS", False)
 
