@@ -21,6 +21,7 @@ from django.conf import settings
 from django.http import JsonResponse, StreamingHttpResponse
 from rest_framework.exceptions import ParseError
 
+from agents import chat_docs
 from agents.chat import (
     AgentEvent,
     AgentReply,
@@ -231,6 +232,8 @@ async def _agent_sse(completion: _Completion, events: AsyncIterator[AgentEvent],
 class AgentChatView(ProjectScopedAsyncView):
     """``POST /api/v1/agents/{id}/chat``."""
 
+    schema_view = chat_docs.AgentChatDoc
+
     async def post(self, request, pk):
         agent = await self.scoped(Agent.objects.all(), request, pk=pk)  # 404 before any 400
         data = parse_body(request, AgentChatRequestSerializer)
@@ -343,6 +346,8 @@ class _OneShotView(ProjectScopedAsyncView):
 class SummarizeView(_OneShotView):
     """``POST /api/v1/summarize``."""
 
+    schema_view = chat_docs.SummarizeDoc
+
     serializer_class = SummarizeRequestSerializer
 
     def instruction(self, data: dict) -> str:
@@ -352,6 +357,8 @@ class SummarizeView(_OneShotView):
 
 class TranslateView(_OneShotView):
     """``POST /api/v1/translate``."""
+
+    schema_view = chat_docs.TranslateDoc
 
     serializer_class = TranslateRequestSerializer
 
@@ -395,6 +402,8 @@ class ChatCompletionsView(_OpenAICompatible):
     """``POST /v1/chat/completions``: ``model`` names an agent of the key's project (its
     instructions, tools and model apply), ``provider-name/model``, or a model of the project's
     default provider."""
+
+    schema_view = chat_docs.ChatCompletionsDoc
 
     async def post(self, request):
         data = parse_body(request, ChatCompletionRequestSerializer)
@@ -493,6 +502,8 @@ class ChatCompletionsView(_OpenAICompatible):
 
 class ModelsView(_OpenAICompatible):
     """``GET /v1/models``: the project's active agents and its providers' default models."""
+
+    schema_view = chat_docs.ModelsDoc
 
     http_method_names = ["get"]
     required_role = Role.VIEWER
