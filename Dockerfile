@@ -68,6 +68,7 @@ RUN DATABASE_URL=postgres://build@localhost/build \
     REDIS_URL=redis://localhost:6379/0 \
     SECRET_KEY=build-only-placeholder-not-a-secret-build-only-placeholder \
     API_KEY_PEPPER=build-only-placeholder-not-a-secret-pepper \
+    FIELD_ENCRYPTION_KEYS=build-only-placeholder-not-a-secret-encryption \
     python manage.py collectstatic --no-input \
     && mkdir -p /app/.data \
     && chown app:app /app/.data
