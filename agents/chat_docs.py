@@ -100,7 +100,7 @@ class ModelListSerializer(serializers.Serializer):
 
 
 _SSE = OpenApiResponse(
-    OpenApiTypes.STR,
+    OpenApiTypes.ANY,
     description="With `stream: true`: Server-Sent Events — `chat.completion.chunk` objects as `data:` lines, "
     "`event: tool_call` / `event: tool_result`, `: heartbeat` comments, `event: final` (answer, usage, "
     "conversation id) and `data: [DONE]`.",

@@ -18,7 +18,8 @@ import uuid
 from collections.abc import AsyncIterator
 
 from django.conf import settings
-from django.http import JsonResponse, StreamingHttpResponse
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from rest_framework.exceptions import ParseError
 
 from agents import chat_docs
@@ -115,8 +116,14 @@ async def with_heartbeat(source: AsyncIterator[str], interval: float) -> AsyncIt
         await iterator.aclose()
 
 
-def event_stream(source: AsyncIterator[str]) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(with_heartbeat(source, HEARTBEAT_SECONDS), content_type="text/event-stream")
+async def event_stream(request, source: AsyncIterator[str]) -> HttpResponse:
+    """An SSE response. Under ASGI it streams, with heartbeats. Under WSGI (the sync test client,
+    a WSGI server) a stream cannot outlive this event loop, so it is read to the end here and
+    sent in one piece: correct, only not incremental."""
+    if isinstance(request, ASGIRequest):
+        response = StreamingHttpResponse(with_heartbeat(source, HEARTBEAT_SECONDS), content_type="text/event-stream")
+    else:
+        response = HttpResponse("".join([item async for item in source]), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
@@ -286,7 +293,7 @@ class AgentChatView(ProjectScopedAsyncView):
                 yield event
 
         events = await primed(remembering(events))
-        return event_stream(_agent_sse(completion, events, extra))
+        return await event_stream(request, _agent_sse(completion, events, extra))
 
 
 _SUMMARY_STYLES = {
@@ -340,7 +347,7 @@ class _OneShotView(ProjectScopedAsyncView):
             yield AgentEvent("final", AgentReply(content=text, finish_reason="stop", model=target.model, usage=usage))
 
         events = await primed(as_events())
-        return event_stream(_agent_sse(completion, events, {}))
+        return await event_stream(request, _agent_sse(completion, events, {}))
 
 
 class SummarizeView(_OneShotView):
@@ -429,7 +436,7 @@ class ChatCompletionsView(_OpenAICompatible):
                 return JsonResponse(
                     completion.whole(content=reply.content, finish_reason=reply.finish_reason, usage=reply.usage)
                 )
-            return event_stream(self._agent_chunks(completion, await primed(events), include_usage))
+            return await event_stream(request, self._agent_chunks(completion, await primed(events), include_usage))
 
         provider_name, _, model_name = data["model"].partition("/")
         provider = (
@@ -458,8 +465,8 @@ class ChatCompletionsView(_OpenAICompatible):
                     content=result.content, finish_reason=result.finish_reason, usage=result.usage, tool_calls=calls
                 )
             )
-        return event_stream(
-            self._provider_chunks(completion, await primed(gateway.stream(ctx, target, chat)), include_usage)
+        return await event_stream(
+            request, self._provider_chunks(completion, await primed(gateway.stream(ctx, target, chat)), include_usage)
         )
 
     @staticmethod

@@ -47,7 +47,7 @@ def main() -> int:
             "--concurrency",
             "2",
             "-Q",
-            "celery",
+            f"celery,{settings.CELERY_LLM_QUEUE}",
         ],
         "beat": [python, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO"],
     }

@@ -191,7 +191,13 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redis redelivers an unacknowledged task after this long; longer than any task may run.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 60}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE: dict = {}
+# Model calls (agent runs) have a queue of their own, so they cannot starve other tasks.
+CELERY_LLM_QUEUE = env("CELERY_LLM_QUEUE", "llm")
+CELERY_TASK_ROUTES = {"agents.run_execute": {"queue": CELERY_LLM_QUEUE}}
+CELERY_BEAT_SCHEDULE: dict = {
+    # Fail runs whose worker vanished (no heartbeat) and queued runs no worker took.
+    "agents-runs-reap-stale": {"task": "agents.runs_reap_stale", "schedule": 60.0},
+}
 CELERY_TIMEZONE = "UTC"
 # Let Django's LOGGING (structlog) format worker logs too, instead of Celery's own handler.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -10,6 +10,7 @@ from pathlib import Path
 # Before config.settings reads them. The embedded servers of the tests live apart from those of
 # `make run`, so the suite can start and stop its own without touching a running platform.
 os.environ["DJANGO_ENV"] = "test"
+os.environ.setdefault("CELERY_LLM_QUEUE", "agentdesk-test-llm")  # apart from a dev worker
 os.environ.setdefault("AGENTDESK_DATA_DIR", str(Path(__file__).resolve().parent.parent / ".data" / "test"))
 
 from config.settings import *  # noqa: F403

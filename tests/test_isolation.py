@@ -12,13 +12,19 @@ B's user naming project A in ``X-Project-ID`` must get 404.
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Callable
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts import views as account_views
+from agents import chat_views, run_views
+from agents import views as agent_views
+from agents.models import Agent
 from projects import views as project_views
+from tests.agents.factories import AgentFactory, ProviderFactory, RunFactory, ToolBindingFactory, ToolFactory
 from tests.conftest import Tenant
 from tests.projects.factories import APIKeyFactory, MembershipFactory, TeamFactory
 
@@ -28,6 +34,23 @@ OBJECT_FACTORIES: dict[type, Callable[[Tenant], object]] = {
     project_views.MemberViewSet: lambda t: MembershipFactory(project=t.project),
     project_views.TeamViewSet: lambda t: TeamFactory(project=t.project),
     project_views.APIKeyViewSet: lambda t: APIKeyFactory(project=t.project),
+    agent_views.ProviderViewSet: lambda t: ProviderFactory(project=t.project),
+    agent_views.AgentViewSet: lambda t: AgentFactory(project=t.project),
+    agent_views.ToolViewSet: lambda t: ToolFactory(project=t.project),
+    agent_views.ToolBindingViewSet: lambda t: ToolBindingFactory(project=t.project),
+    chat_views.AgentChatView: lambda t: Agent.objects.create(project=t.project, name=f"agent-{uuid.uuid4().hex[:8]}"),
+    run_views.AgentRunViewSet: lambda t: AgentFactory(project=t.project),
+    run_views.RunViewSet: lambda t: RunFactory(project=t.project),
+    run_views.RunEventsView: lambda t: RunFactory(project=t.project),
+}
+
+# views that act in the caller's project without naming an object in their URL; what their body
+# may name (an agent, a model) is probed by the tests at the end of this module
+CALLER_PROJECT_VIEWS: set[type] = {
+    chat_views.SummarizeView,
+    chat_views.TranslateView,
+    chat_views.ChatCompletionsView,
+    chat_views.ModelsView,
 }
 
 # views that act on the caller's own account, not on a project's data
@@ -49,17 +72,24 @@ def _walk(patterns, prefix=""):
             yield prefix + str(entry.pattern), entry
 
 
+_PK = re.compile(r"<(\w+:)?pk>|\(\?P<pk>")
+
+
 def api_routes():
-    """(url name, view class, {method: action}, is_detail) for every DRF route under api/v1/."""
+    """(url name, view class, {method: action}, is_detail) for every API route: DRF views and
+    our async views, under api/v1/ and the OpenAI-compatible v1/."""
     routes = []
     for route, pattern in _walk(get_resolver().url_patterns):
-        view_class = getattr(pattern.callback, "cls", None)
-        if not route.startswith("api/v1/") or view_class is None:
+        # view_class first: async views carry a DRF documentation twin in ``cls``
+        view_class = getattr(pattern.callback, "view_class", None) or getattr(pattern.callback, "cls", None)
+        if not route.startswith(("api/v1/", "v1/")) or view_class is None:
             continue
         actions = getattr(pattern.callback, "actions", None) or {
-            m: m for m in ("get", "post", "put", "patch", "delete") if hasattr(view_class, m)
+            m: m
+            for m in ("get", "post", "put", "patch", "delete")
+            if hasattr(view_class, m) and m in getattr(view_class, "http_method_names", [m])
         }
-        routes.append((pattern.name, view_class, actions, "<pk>" in route or "(?P<pk>" in route))
+        routes.append((pattern.name, view_class, actions, bool(_PK.search(route))))
     return routes
 
 
@@ -74,7 +104,7 @@ def test_every_api_endpoint_is_covered():
         - {
             f"{name} ({cls.__name__})"
             for name, cls, _, _ in ROUTES
-            if cls in OBJECT_FACTORIES or cls in NOT_PROJECT_DATA
+            if cls in OBJECT_FACTORIES or cls in NOT_PROJECT_DATA or cls in CALLER_PROJECT_VIEWS
         }
     )
     assert not uncovered, f"endpoints without isolation coverage: {uncovered}"
@@ -155,3 +185,47 @@ def test_an_api_key_cannot_reach_another_project_by_header(tenant, other_tenant,
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "project_not_found"
+
+
+# --- endpoints that name project rows in their body -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/api/v1/summarize", {"text": "hello"}), ("/api/v1/translate", {"text": "hello", "target_language": "French"})],
+)
+def test_one_shot_endpoints_refuse_another_projects_agent(tenant, other_tenant, path, body):
+    theirs = OBJECT_FACTORIES[chat_views.AgentChatView](tenant)
+    body = {**body, "agent_id": str(theirs.pk)}
+
+    response = other_tenant.client("write_key").post(path, body, format="json")
+
+    assert response.status_code == 404, response.content
+
+
+def test_openai_models_lists_only_the_callers_agents(tenant, other_tenant):
+    theirs = OBJECT_FACTORIES[chat_views.AgentChatView](tenant)
+    ours = OBJECT_FACTORIES[chat_views.AgentChatView](other_tenant)
+
+    response = other_tenant.client("read_key").get("/v1/models")
+
+    ids = {m["id"] for m in response.json()["data"]}
+    assert ours.name in ids and theirs.name not in ids
+
+
+def test_openai_chat_never_resolves_another_projects_agent(tenant, other_tenant, fake_openai):
+    from agents.models import Provider
+
+    theirs = Agent.objects.create(project=tenant.project, name="secret-agent", instructions="TOP SECRET")
+    Provider.objects.create(
+        project=other_tenant.project, name="up", base_url=fake_openai.base_url, default_chat_model="m", is_default=True
+    )
+
+    response = other_tenant.client("write_key").post(
+        "/v1/chat/completions", {"model": theirs.name, "messages": [{"role": "user", "content": "hi"}]}, format="json"
+    )
+
+    assert response.status_code == 200, response.content
+    sent = fake_openai.chat_requests()[0].body
+    assert sent["model"] == "secret-agent"  # passed upstream as a plain model name
+    assert all("TOP SECRET" not in str(m.get("content")) for m in sent["messages"])

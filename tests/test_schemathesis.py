@@ -34,6 +34,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from agents.models import Agent, Provider, Tool, ToolBinding
 from config.wsgi import application
 from projects.models import Membership
 from projects.tenancy import PROJECT_HEADER
@@ -92,18 +93,39 @@ def wsgi_db(db):
 
 
 @pytest.fixture
-def world(wsgi_db, monkeypatch):
+def world(wsgi_db, monkeypatch, fake_openai, fast_retries):
     # The "auth" throttle (20/min per IP) would answer most register/login/refresh examples with
     # 429 and leave their logic untested; tests/accounts/test_auth.py covers the throttle itself.
     monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {**ScopedRateThrottle.THROTTLE_RATES, "auth": None})
     tenant = make_tenant("Schemathesis")
     team = TeamFactory(project=tenant.project)
+    # Model calls go to the loopback fake, never to the (slow) local model.
+    provider = Provider.objects.create(
+        project=tenant.project,
+        name="fake",
+        base_url=fake_openai.base_url,
+        default_chat_model="gpt-4o-mini",
+        is_default=True,
+    )
+    agent = Agent.objects.create(project=tenant.project, name="schemathesis-agent", instructions="Answer.")
+    tool = Tool.objects.create(
+        project=tenant.project,
+        name="lookup",
+        url_template="https://api.example.com/items/{item}",
+        parameters={"type": "object", "properties": {"item": {"type": "string"}}},
+    )
+    binding = ToolBinding.objects.create(project=tenant.project, agent=agent, tool=tool)
     _REAL_IDS.update(
         {
             "projects": [str(tenant.project.pk)],
             "members": [str(m.pk) for m in Membership.objects.filter(project=tenant.project).order_by("created_at")],
             "teams": [str(team.pk)],
             "api-keys": [str(k.pk) for k in (tenant.admin_key, tenant.write_key, tenant.read_key)],
+            "providers": [str(provider.pk)],
+            "agents": [str(agent.pk)],
+            "tools": [str(tool.pk)],
+            "tool-bindings": [str(binding.pk)],
+            # not "runs": the events stream of a run no worker executes stays open until its cap
         }
     )
     yield tenant

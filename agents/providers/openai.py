@@ -10,6 +10,7 @@ is retried only before its first chunk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -42,6 +43,13 @@ T = TypeVar("T")
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, openai.AsyncOpenAI]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+async def close_clients() -> None:
+    """Close the SDK clients opened in the running event loop (call before the loop ends)."""
+    for client in list(_clients.pop(asyncio.get_running_loop(), {}).values()):
+        with contextlib.suppress(Exception):  # closing is best effort
+            await client.close()
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:
