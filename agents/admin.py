@@ -215,21 +215,6 @@ class ProviderAdmin(ProjectScopedAdmin):
 
 # --- agents -------------------------------------------------------------------------------
 
-_AGENT_FIELDS = (
-    "name",
-    "description",
-    "instructions",
-    "provider",
-    "model",
-    "temperature",
-    "max_tokens",
-    "team",
-    "is_active",
-    "metadata",
-    "max_tool_rounds",
-    "memory_window",
-)
-
 
 def _project_label(row) -> str:
     return f"{row.name} ({row.project.name})"
@@ -238,11 +223,11 @@ def _project_label(row) -> str:
 class AgentForm(UniqueNameForm):
     """Providers and teams are chosen among the agent's project's own."""
 
-    model_fields = _AGENT_FIELDS
+    model_fields = services.AGENT_FIELDS
 
     class Meta:
         model = Agent
-        fields = _AGENT_FIELDS
+        fields = services.AGENT_FIELDS
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -15,6 +15,7 @@ from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_sc
 from rest_framework import serializers
 
 from agents.models import Agent, Provider, Tool, ToolBinding
+from agents.services import AGENT_FIELDS
 from agents.tools import validate_tool_parameters, validate_tool_url
 from config.serializers import StrictModelSerializer
 from projects.models import Team
@@ -179,18 +180,7 @@ class AgentSerializer(UniqueNameMixin, StrictModelSerializer):
         model = Agent
         fields = [
             "id",
-            "name",
-            "description",
-            "instructions",
-            "provider",
-            "model",
-            "temperature",
-            "max_tokens",
-            "team",
-            "is_active",
-            "metadata",
-            "max_tool_rounds",
-            "memory_window",
+            *AGENT_FIELDS,
             "tools",
             "effective_provider",
             "effective_model",

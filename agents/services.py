@@ -33,21 +33,20 @@ PROVIDER_FIELDS = frozenset(
         "is_default",
     }
 )
-AGENT_FIELDS = frozenset(
-    {
-        "name",
-        "description",
-        "instructions",
-        "provider",
-        "model",
-        "temperature",
-        "max_tokens",
-        "team",
-        "is_active",
-        "metadata",
-        "max_tool_rounds",
-        "memory_window",
-    }
+# The fields an agent's services write, in the order forms show them.
+AGENT_FIELDS = (
+    "name",
+    "description",
+    "instructions",
+    "provider",
+    "model",
+    "temperature",
+    "max_tokens",
+    "team",
+    "is_active",
+    "metadata",
+    "max_tool_rounds",
+    "memory_window",
 )
 TOOL_FIELDS = frozenset({"name", "description", "method", "url_template", "headers", "parameters", "timeout_seconds"})
 BINDING_FIELDS = frozenset({"config", "tool"})
