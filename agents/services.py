@@ -9,6 +9,7 @@ keyed by field, which the API renders as field errors.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -74,8 +75,8 @@ def _save(obj: Model, *, update_fields: list[str] | None = None) -> None:
         raise
 
 
-def _set(obj: Model, fields: dict[str, Any], allowed: frozenset[str]) -> list[str]:
-    unknown = set(fields) - allowed
+def _set(obj: Model, fields: dict[str, Any], allowed: Collection[str]) -> list[str]:
+    unknown = set(fields) - set(allowed)
     if unknown:
         raise TypeError(f"{type(obj).__name__} has no settable field(s) {sorted(unknown)}")
     for name, value in fields.items():
