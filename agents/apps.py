@@ -4,3 +4,18 @@ from django.apps import AppConfig
 class AgentsConfig(AppConfig):
     name = "agents"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_delete, post_save
+
+        from agents.models import Agent, Provider, Tool, ToolBinding
+        from agents.selectors import routing_forget
+
+        # Cache coherence only (agents.selectors), not business logic: every write path,
+        # admin and cascades included, must drop the project's cached routing.
+        def forget(sender, instance, **kwargs):
+            routing_forget(instance.project_id)
+
+        for model in (Agent, Provider, Tool, ToolBinding):
+            post_save.connect(forget, sender=model, dispatch_uid=f"routing-{model.__name__}-save")
+            post_delete.connect(forget, sender=model, dispatch_uid=f"routing-{model.__name__}-delete")

@@ -16,7 +16,8 @@ from typing import Any
 from agents.models import Agent, Conversation, Message, Provider, ToolBinding
 from agents.providers import gateway
 from agents.providers.base import ChatRequest, ToolCall, Usage, estimate_prompt_tokens, estimate_tokens
-from agents.providers.registry import Target, aproject_default_provider, target_for
+from agents.providers.registry import Target, target_for
+from agents.selectors import aagent_bindings, adefault_provider, aprovider
 from usage.services import CallContext
 
 TOOL_RESULT_LIMIT = 16_000  # characters of a tool's answer given back to the model
@@ -42,14 +43,14 @@ async def aprovider_target(
 ) -> Target:
     """Resolve where a call goes: the given provider, else the project's default, else the deployment's."""
     if provider is None:
-        provider = await aproject_default_provider(project_id)
+        provider = await adefault_provider(project_id)
     return target_for(provider, model, embedding=embedding)
 
 
 async def aagent_target(agent: Agent) -> Target:
     provider = None
     if agent.provider_id is not None:
-        provider = await Provider.objects.filter(pk=agent.provider_id, project_id=agent.project_id).afirst()
+        provider = await aprovider(agent.project_id, agent.provider_id)
     return await aprovider_target(project_id=agent.project_id, provider=provider, model=agent.model)
 
 
@@ -92,10 +93,7 @@ async def agent_respond(
 ) -> AsyncIterator[AgentEvent]:
     """Run the loop over ``messages`` (the conversation so far, without the agent's instructions)."""
     target = target or await aagent_target(agent)
-    bindings = {
-        b.tool.name: b
-        async for b in ToolBinding.objects.select_related("tool").filter(agent=agent, project_id=agent.project_id)
-    }
+    bindings = {b.tool.name: b for b in await aagent_bindings(agent)}
     tools = [_tool_spec(b) for b in bindings.values()] or None
     convo = ([{"role": "system", "content": agent.instructions}] if agent.instructions else []) + list(messages)
     total = Usage()

@@ -41,6 +41,7 @@ from agents.chat_serializers import (
 from agents.models import Agent, Conversation, Provider
 from agents.providers import gateway
 from agents.providers.base import ChatRequest
+from agents.selectors import aactive_agent_by_name, aprovider_by_name
 from config.exceptions import PayloadTooLarge, error_info
 from projects.models import APIKey, Role
 from projects.tenancy import ProjectScopedAsyncView
@@ -415,7 +416,7 @@ class ChatCompletionsView(_OpenAICompatible):
     async def post(self, request):
         data = parse_body(request, ChatCompletionRequestSerializer)
         messages = [dict(m) for m in data["messages"]]
-        agent = await Agent.objects.filter(project=request.project, name=data["model"], is_active=True).afirst()
+        agent = await aactive_agent_by_name(request.project.pk, data["model"])
         include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
         completion = _Completion(data["model"])
 
@@ -439,9 +440,7 @@ class ChatCompletionsView(_OpenAICompatible):
             return await event_stream(request, self._agent_chunks(completion, await primed(events), include_usage))
 
         provider_name, _, model_name = data["model"].partition("/")
-        provider = (
-            await Provider.objects.filter(project=request.project, name=provider_name).afirst() if model_name else None
-        )
+        provider = await aprovider_by_name(request.project.pk, provider_name) if model_name else None
         target = await aprovider_target(
             project_id=request.project.pk, provider=provider, model=model_name if provider else data["model"]
         )

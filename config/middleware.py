@@ -63,3 +63,54 @@ class RequestIDMiddleware:
     async def __acall__(self, request):
         started = self._begin(request)
         return self._end(request, await self.get_response(request), started)
+
+
+class StaticFilesMiddleware:
+    """WhiteNoise for ``STATIC_URL`` paths only, without making the whole chain synchronous.
+
+    WhiteNoise's middleware is sync-only; under ASGI that would push every request, API calls
+    included, through a thread. Here only static paths reach WhiteNoise (in a thread); the rest
+    pass straight on, async when the chain is.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        from django.conf import settings
+        from whitenoise.middleware import WhiteNoiseMiddleware
+
+        self.get_response = get_response
+        self.whitenoise = WhiteNoiseMiddleware(get_response)
+        self.prefix = self.whitenoise.static_prefix
+        self.is_async = iscoroutinefunction(get_response)
+        self.autorefresh = self.whitenoise.autorefresh or settings.DEBUG
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def _find(self, path: str):
+        if self.autorefresh:
+            return self.whitenoise.find_file(path)
+        return self.whitenoise.files.get(path)
+
+    def _serve(self, request):
+        static_file = self._find(request.path_info)
+        return None if static_file is None else self.whitenoise.serve(static_file, request)
+
+    def __call__(self, request):
+        if self.is_async:
+            return self.__acall__(request)
+        if request.path_info.startswith(self.prefix):
+            response = self._serve(request)
+            if response is not None:
+                return response
+        return self.get_response(request)
+
+    async def __acall__(self, request):
+        if request.path_info.startswith(self.prefix):
+            from asgiref.sync import sync_to_async
+
+            response = await sync_to_async(self._serve, thread_sensitive=False)(request)
+            if response is not None:
+                return response
+        return await self.get_response(request)

@@ -104,7 +104,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "config.middleware.RequestIDMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.middleware.StaticFilesMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -230,6 +230,8 @@ SIMPLE_JWT = {
 API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 5)
 # last_used_at is written at most this often per key.
 API_KEY_TOUCH_SECONDS = 60
+# Agents, default providers and tool bindings used by model calls are cached this long in process.
+ROUTING_CACHE_SECONDS = env_int("ROUTING_CACHE_SECONDS", 5)
 # The literal key "dev" authenticates as the seeded project only here.
 DEV_API_KEY_ENABLED = DJANGO_ENV == "development"
 

@@ -19,4 +19,5 @@ from config.settings import CACHES
 CACHES["default"]["KEY_PREFIX"] = "agentdesk-test"
 CELERY_TASK_DEFAULT_QUEUE = "agentdesk-test"
 API_KEY_CACHE_SECONDS = 0  # tests that exercise the cache turn it on themselves
+ROUTING_CACHE_SECONDS = 0
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

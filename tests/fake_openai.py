@@ -97,6 +97,9 @@ def _prompt_tokens(messages) -> int:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out as separate writes; without TCP_NODELAY, Nagle's algorithm meets
+    # the client's delayed ACK and every call takes ~40 ms.
+    disable_nagle_algorithm = True
     fake: FakeOpenAI  # set on the subclass
 
     def log_message(self, *args):  # quiet
@@ -274,7 +277,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 def start_fake_openai() -> FakeOpenAI:
     handler = type("Handler", (_Handler,), {})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server_class = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 128})
+    server = server_class(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     fake = FakeOpenAI(server=server)
     handler.fake = fake

@@ -73,11 +73,3 @@ def target_for(provider: Provider | None, model: str = "", *, embedding: bool = 
         provider_kind=adapter.kind,
         provider_name=provider.name if provider else "default",
     )
-
-
-async def aproject_default_provider(project_id) -> Provider | None:
-    return await Provider.objects.filter(project_id=project_id, is_default=True).afirst()
-
-
-def project_default_provider(project_id) -> Provider | None:
-    return Provider.objects.filter(project_id=project_id, is_default=True).first()
