@@ -9,13 +9,10 @@ class AgentsConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from agents.models import Agent, Provider, Tool, ToolBinding
-        from agents.selectors import routing_forget
+        from agents.selectors import forget_on_write
 
         # Cache coherence only (agents.selectors), not business logic: every write path,
         # admin and cascades included, must drop the project's cached routing.
-        def forget(sender, instance, **kwargs):
-            routing_forget(instance.project_id)
-
         for model in (Agent, Provider, Tool, ToolBinding):
-            post_save.connect(forget, sender=model, dispatch_uid=f"routing-{model.__name__}-save")
-            post_delete.connect(forget, sender=model, dispatch_uid=f"routing-{model.__name__}-delete")
+            post_save.connect(forget_on_write, sender=model, dispatch_uid=f"routing-{model.__name__}-save")
+            post_delete.connect(forget_on_write, sender=model, dispatch_uid=f"routing-{model.__name__}-delete")

@@ -41,6 +41,11 @@ def routing_forget(project_id) -> None:
         _cache.pop(key, None)
 
 
+def forget_on_write(sender, instance, **kwargs) -> None:
+    """Signal receiver (post_save/post_delete of agents, providers, tools, bindings)."""
+    routing_forget(instance.project_id)
+
+
 async def aactive_agent_by_name(project_id, name: str) -> Agent | None:
     return await _cached(
         (str(project_id), "agent", name),
