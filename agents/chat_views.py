@@ -16,7 +16,9 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
@@ -45,7 +47,7 @@ from agents.selectors import aactive_agent_by_name, aprovider_by_name
 from config.exceptions import PayloadTooLarge, error_info
 from projects.models import APIKey, Role
 from projects.tenancy import ProjectScopedAsyncView
-from usage.services import CallContext
+from usage.services import CallContext, ledger_defer, ledger_take, usage_record_many
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +210,27 @@ def _usage(usage) -> dict:
     }
 
 
+class _MeteredView(ProjectScopedAsyncView):
+    """Model-call endpoints: the usage rows of a request's non-streamed calls are written after
+    its response has been sent, in one INSERT (streamed calls write theirs at the stream's end)."""
+
+    async def dispatch(self, request, *args, **kwargs):
+        token = ledger_defer()
+        response = None
+        try:
+            response = await super().dispatch(request, *args, **kwargs)
+            return response
+        finally:
+            rows = ledger_take(token)
+            if rows and response is not None:
+                # Django closes a response after sending it (ASGI: in this request's thread), so
+                # the rows land then, off the answer's path. _resource_closers is how Django's own
+                # file responses hook that moment.
+                response._resource_closers.append(partial(usage_record_many, rows))
+            elif rows:  # no response (cancelled): do not lose what was metered
+                await asyncio.shield(asyncio.ensure_future(sync_to_async(usage_record_many)(rows)))
+
+
 # --- agent endpoints ----------------------------------------------------------------------
 
 
@@ -237,7 +260,7 @@ async def _agent_sse(completion: _Completion, events: AsyncIterator[AgentEvent],
     yield sse("[DONE]")
 
 
-class AgentChatView(ProjectScopedAsyncView):
+class AgentChatView(_MeteredView):
     """``POST /api/v1/agents/{id}/chat``."""
 
     schema_view = chat_docs.AgentChatDoc
@@ -304,7 +327,7 @@ _SUMMARY_STYLES = {
 }
 
 
-class _OneShotView(ProjectScopedAsyncView):
+class _OneShotView(_MeteredView):
     """A single model call (no tools) with a fixed instruction, streamable."""
 
     serializer_class: type
@@ -380,7 +403,7 @@ class TranslateView(_OneShotView):
 _OPENAI_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
 
 
-class _OpenAICompatible(ProjectScopedAsyncView):
+class _OpenAICompatible(_MeteredView):
     """Project API keys only; errors in OpenAI's shape so the official SDKs raise the right class."""
 
     allow_users = False

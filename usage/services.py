@@ -1,7 +1,14 @@
-"""Writes to the usage ledger. One row per model call, one INSERT per row."""
+"""Writes to the usage ledger: one row per model call.
+
+A request may *defer* its rows (:func:`ledger_defer`): the gateway then collects them and the
+view writes them in one statement after the response has been sent (:func:`usage_record_many`),
+so the ledger never delays an answer. Without a deferral (Celery runs, streams, scripts) each
+row is written when its call ends.
+"""
 
 from __future__ import annotations
 
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 
 from usage.models import UsageRecord
@@ -22,7 +29,7 @@ class CallContext:
     extra: dict = field(default_factory=dict)
 
 
-def _build(
+def usage_build(
     *,
     ctx: CallContext,
     provider_id,
@@ -63,12 +70,41 @@ def _build(
 
 
 def usage_record(**kwargs) -> UsageRecord:
-    record = _build(**kwargs)
+    record = usage_build(**kwargs)
     record.save(force_insert=True)
     return record
 
 
 async def ausage_record(**kwargs) -> UsageRecord:
-    record = _build(**kwargs)
+    record = usage_build(**kwargs)
     await record.asave(force_insert=True)
     return record
+
+
+def usage_record_many(records: list[UsageRecord]) -> None:
+    """Write built records in one INSERT."""
+    UsageRecord.objects.bulk_create(records)
+
+
+_deferred: ContextVar[list[UsageRecord] | None] = ContextVar("usage_deferred", default=None)
+
+
+def ledger_defer() -> Token:
+    """From here on in this context, the gateway collects rows instead of writing them."""
+    return _deferred.set([])
+
+
+def ledger_take(token: Token) -> list[UsageRecord]:
+    """End the deferral begun by ``token``; the rows collected meanwhile, for the caller to write."""
+    rows = _deferred.get() or []
+    _deferred.reset(token)
+    return rows
+
+
+def ledger_collect(record: UsageRecord) -> bool:
+    """Keep ``record`` for a deferred write if this context defers; False if it does not."""
+    rows = _deferred.get()
+    if rows is None:
+        return False
+    rows.append(record)
+    return True

@@ -24,7 +24,7 @@ from agents.providers.base import (
 )
 from agents.providers.registry import Target
 from config.exceptions import DomainError
-from usage.services import CallContext, ausage_record
+from usage.services import CallContext, ledger_collect, usage_build
 
 # Ledger writes in flight, so that none is garbage-collected before it lands.
 _pending: set[asyncio.Task] = set()
@@ -35,24 +35,34 @@ def _ms(started: float) -> int:
 
 
 async def _record(
-    ctx: CallContext, target: Target, *, operation: str, usage: Usage, started: float, status: str, error_code: str = ""
+    ctx: CallContext,
+    target: Target,
+    *,
+    operation: str,
+    usage: Usage,
+    started: float,
+    status: str,
+    error_code: str = "",
+    defer: bool = True,
 ) -> None:
-    """Write the record in a task of its own: a client hanging up (cancelling us) must not lose it."""
-    task = asyncio.ensure_future(
-        ausage_record(
-            ctx=ctx,
-            provider_id=target.provider_id,
-            provider_kind=target.provider_kind,
-            model=target.model,
-            operation=operation,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            estimated=usage.estimated,
-            latency_ms=_ms(started),
-            status=status,
-            error_code=error_code,
-        )
+    """Hand the row to a deferring request (written after its response), or write it now in a
+    task of its own: a client hanging up (cancelling us) must not lose it."""
+    record = usage_build(
+        ctx=ctx,
+        provider_id=target.provider_id,
+        provider_kind=target.provider_kind,
+        model=target.model,
+        operation=operation,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        estimated=usage.estimated,
+        latency_ms=_ms(started),
+        status=status,
+        error_code=error_code,
     )
+    if defer and ledger_collect(record):
+        return
+    task = asyncio.ensure_future(record.asave(force_insert=True))
     _pending.add(task)
     task.add_done_callback(_pending.discard)
     await asyncio.shield(task)
@@ -69,6 +79,19 @@ async def chat(ctx: CallContext, target: Target, request: ChatRequest) -> ChatRe
     started = time.perf_counter()
     try:
         result = await target.adapter.chat(request)
+    except asyncio.CancelledError:
+        # The caller went away mid-call: recorded at once, since its request will not finish.
+        await _record(
+            ctx,
+            target,
+            operation="chat",
+            usage=Usage(),
+            started=started,
+            status="cancelled",
+            error_code="client_disconnected",
+            defer=False,
+        )
+        raise
     except DomainError as exc:
         # A failed call is recorded with no tokens: nothing is charged for it.
         await _record(
@@ -109,8 +132,16 @@ async def stream(ctx: CallContext, target: Target, request: ChatRequest) -> Asyn
     finally:
         if usage is None:
             usage = Usage(estimate_prompt_tokens(request.messages), estimate_tokens("".join(text)), estimated=True)
+        # Written now, never deferred: the stream ends after its request's view has returned.
         await _record(
-            ctx, target, operation="stream", usage=usage, started=started, status=status, error_code=error_code
+            ctx,
+            target,
+            operation="stream",
+            usage=usage,
+            started=started,
+            status=status,
+            error_code=error_code,
+            defer=False,
         )
 
 

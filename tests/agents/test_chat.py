@@ -262,3 +262,40 @@ def test_a_client_that_hangs_up_stops_the_upstream_call_and_is_recorded(tenant, 
         time.sleep(0.02)
     assert fake_openai.aborted_streams == 1
     assert len(fake_openai.chat_requests()) == 1
+
+
+def test_the_ledger_is_written_after_the_answer_is_sent(tenant, upstream, keep_test_connection):
+    from config.asgi import application
+
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions", "query_string": b"", "root_path": "",
+        "headers": [
+            (b"host", b"testserver"), (b"content-type", b"application/json"),
+            (b"authorization", f"Bearer {tenant.write_key.raw}".encode()), (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 1), "server": ("testserver", 80),
+    }  # fmt: skip
+
+    async def scenario():
+        seen = []
+        received = []
+
+        async def receive():
+            if not received:
+                received.append(True)
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.Event().wait()
+
+        async def send(message):
+            if message["type"] == "http.response.body":
+                seen.append(await UsageRecord.objects.acount())
+
+        await application(scope, receive, send)
+        return seen, await UsageRecord.objects.acount()
+
+    while_sending, after = run_async(scenario)
+
+    assert while_sending == [0]  # the answer left before its usage row was written
+    assert after == 1
