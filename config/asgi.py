@@ -26,6 +26,20 @@ class PooledASGIHandler(ASGIHandler):
         super().__init__()
         self._idle: list[ThreadPoolExecutor] = []
 
+    def load_middleware(self, is_async=False):
+        """Build the chain from config.middleware.asgi_middleware(MIDDLEWARE): Django's
+        MiddlewareMixin would send each middleware's hooks to a thread, twice per request."""
+        from django.conf import settings
+
+        from config.middleware import asgi_middleware
+
+        listed = settings.MIDDLEWARE
+        settings.MIDDLEWARE = asgi_middleware(listed)
+        try:
+            super().load_middleware(is_async=is_async)
+        finally:
+            settings.MIDDLEWARE = listed
+
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")

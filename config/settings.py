@@ -101,6 +101,8 @@ INSTALLED_APPS = [
     "billing",
 ]
 
+# Under ASGI, config.asgi swaps some of these for equivalents that keep API requests off
+# threads (config.middleware.asgi_middleware); the list stays Django's own for WSGI and checks.
 MIDDLEWARE = [
     "config.middleware.RequestIDMiddleware",
     "django.middleware.security.SecurityMiddleware",
