@@ -21,6 +21,8 @@ _shared_processors: list = [
 
 structlog.configure(
     processors=[
+        # Drop a line below the logger's level before any other work is done for it.
+        structlog.stdlib.filter_by_level,
         *_shared_processors,
         structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
     ],
