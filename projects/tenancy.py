@@ -42,29 +42,41 @@ class ProjectContext:
     membership: Membership | None = None
 
 
-def project_context_resolve(request) -> ProjectContext:
-    """The project a request acts in and the caller's role there. Raises 400/404."""
-    header = request.headers.get(PROJECT_HEADER)
-    if isinstance(request.auth, APIKey):
-        key = request.auth
-        if header and header != str(key.project_id):
-            raise NotFound("Project not found.", code="project_not_found")
-        return ProjectContext(project=key.project, role=key.role, api_key=key)
+def _project_not_found() -> NotFound:
+    return NotFound("Project not found.", code="project_not_found")
 
+
+def _key_context(api_key: APIKey, header: str | None) -> ProjectContext:
+    if header and header != str(api_key.project_id):
+        raise _project_not_found()
+    return ProjectContext(project=api_key.project, role=api_key.role, api_key=api_key)
+
+
+def _membership_query(header: str | None, user) -> QuerySet:
+    """The active membership of ``user`` in the project the header names (a query to run)."""
     if not header:
         raise ProjectRequired()
     try:
         project_id = uuid.UUID(header)
     except ValueError:
-        raise NotFound("Project not found.", code="project_not_found") from None
-    membership = (
-        Membership.objects.select_related("project")
-        .filter(project_id=project_id, user=request.user, status=Membership.Status.ACTIVE)
-        .first()
+        raise _project_not_found() from None
+    return Membership.objects.select_related("project").filter(
+        project_id=project_id, user=user, status=Membership.Status.ACTIVE
     )
+
+
+def _member_context(membership: Membership | None) -> ProjectContext:
     if membership is None:
-        raise NotFound("Project not found.", code="project_not_found")
+        raise _project_not_found()
     return ProjectContext(project=membership.project, role=membership.role, membership=membership)
+
+
+def project_context_resolve(request) -> ProjectContext:
+    """The project a request acts in and the caller's role there. Raises 400/404."""
+    header = request.headers.get(PROJECT_HEADER)
+    if isinstance(request.auth, APIKey):
+        return _key_context(request.auth, header)
+    return _member_context(_membership_query(header, request.user).first())
 
 
 def attach_project_context(request, context: ProjectContext) -> None:
@@ -197,23 +209,8 @@ async def aproject_context_resolve(request, user, api_key) -> ProjectContext:
     """:func:`project_context_resolve` for async views."""
     header = request.headers.get(PROJECT_HEADER)
     if api_key is not None:
-        if header and header != str(api_key.project_id):
-            raise NotFound("Project not found.", code="project_not_found")
-        return ProjectContext(project=api_key.project, role=api_key.role, api_key=api_key)
-    if not header:
-        raise ProjectRequired()
-    try:
-        project_id = uuid.UUID(header)
-    except ValueError:
-        raise NotFound("Project not found.", code="project_not_found") from None
-    membership = await (
-        Membership.objects.select_related("project")
-        .filter(project_id=project_id, user=user, status=Membership.Status.ACTIVE)
-        .afirst()
-    )
-    if membership is None:
-        raise NotFound("Project not found.", code="project_not_found")
-    return ProjectContext(project=membership.project, role=membership.role, membership=membership)
+        return _key_context(api_key, header)
+    return _member_context(await _membership_query(header, user).afirst())
 
 
 class ProjectScopedAsyncView(View):
