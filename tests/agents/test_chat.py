@@ -299,3 +299,14 @@ def test_the_ledger_is_written_after_the_answer_is_sent(tenant, upstream, keep_t
 
     assert while_sending == [0]  # the answer left before its usage row was written
     assert after == 1
+
+
+def test_another_projects_conversation_is_404_and_untouched(tenant, other_tenant, agent):
+    their_agent = Agent.objects.create(project=other_tenant.project, name="theirs")
+    theirs = Conversation.objects.create(project=other_tenant.project, agent=their_agent)
+
+    response = chat(tenant.client("write_key"), agent, message="x", conversation_id=str(theirs.pk))
+
+    assert response.status_code == 404
+    assert not Message.objects.filter(conversation=theirs).exists()
+    assert UsageRecord.objects.count() == 0
