@@ -12,6 +12,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import Count, Q
 
 from accounts.models import User
+from config.admin import ReadOnlyInline
 from projects.models import Membership
 
 
@@ -35,7 +36,7 @@ class UserChangeForm(auth_forms.UserChangeForm):
         return User.objects.normalize_email(self.cleaned_data["email"])
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(ReadOnlyInline):
     """The user's projects, read-only: roles change, and members come and go, through the
     Membership admin, whose writes go through ``projects.services`` (last-owner rule, invitations)."""
 
@@ -43,21 +44,11 @@ class MembershipInline(admin.TabularInline):
     fk_name = "user"
     fields = ("project", "role", "status", "joined_at")
     readonly_fields = fields
-    extra = 0
     show_change_link = True
     verbose_name_plural = "Project memberships"
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("project")
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(User)

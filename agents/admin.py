@@ -15,7 +15,6 @@ here (deleting is allowed). Runs can be retried, through ``agents.runs.run_retry
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from django import forms
@@ -29,6 +28,7 @@ from django.utils.translation import ngettext
 from agents import services
 from agents.models import Agent, Conversation, Message, Provider, Run, RunEvent, Tool, ToolBinding
 from agents.tools import validate_tool_parameters, validate_tool_url
+from config.admin import ReadOnlyAdmin, ReadOnlyInline, reject_duplicate_rows
 from config.exceptions import DomainError
 from projects.admin import ProjectScopedAddForm, ProjectScopedAdmin
 from projects.models import Project, Team
@@ -71,20 +71,6 @@ class UniqueNameForm(forms.ModelForm):
     def _form_fields(self) -> dict[str, Any]:
         """The model fields this form edits, as a service takes them."""
         return {name: self.cleaned_data[name] for name in self.model_fields if name in self.cleaned_data}
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class ProjectRowFilter(admin.SimpleListFilter):
@@ -286,13 +272,11 @@ class ToolBindingFormSet(BaseInlineFormSet):
 
     def clean(self) -> None:
         super().clean()
-        tools = Counter(
-            form.cleaned_data["tool"].pk
-            for form in self.forms
-            if form.cleaned_data.get("tool") and not form.cleaned_data.get("DELETE")
+        reject_duplicate_rows(
+            self.forms,
+            lambda row: row["tool"].pk if row.get("tool") else None,
+            "A tool can be bound to an agent only once.",
         )
-        if any(n > 1 for n in tools.values()):
-            raise ValidationError("A tool can be bound to an agent only once.")
 
 
 class ToolBindingInline(admin.TabularInline):
@@ -430,16 +414,6 @@ class MessageInline(ReadOnlyInline):
     fields = ("created_at", "role", "name", "content", "tool_calls", "tool_call_id")
     readonly_fields = fields
     ordering = ("created_at", "id")
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows the agents write: viewed and deleted here, never added or edited."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Conversation)

@@ -43,7 +43,7 @@ from agents.chat_serializers import (
 )
 from agents.models import Agent, Conversation, Provider
 from agents.providers import gateway
-from agents.providers.base import ChatRequest
+from agents.providers.base import ChatRequest, Usage, estimate_prompt_tokens, estimate_tokens
 from agents.selectors import aactive_agent_by_name, aprovider_by_name
 from config.exceptions import PayloadTooLarge, error_info
 from projects.models import APIKey, Role
@@ -353,7 +353,7 @@ class _OneShotView(_MeteredView):
         chat = ChatRequest(
             messages=[{"role": "system", "content": self.instruction(data)}, {"role": "user", "content": data["text"]}],
             model=target.model,
-            temperature=data.get("temperature", 0.3) if data.get("temperature") is not None else 0.3,
+            temperature=0.3 if data.get("temperature") is None else data["temperature"],
             max_tokens=data.get("max_tokens"),
         )
         ctx = call_context(request, agent_id=agent.pk if agent else None)
@@ -371,8 +371,6 @@ class _OneShotView(_MeteredView):
                 if chunk.content:
                     parts.append(chunk.content)
                     yield AgentEvent("chunk", chunk.content)
-            from agents.providers.base import Usage, estimate_prompt_tokens, estimate_tokens
-
             text = "".join(parts)
             usage = usage or Usage(estimate_prompt_tokens(chat.messages), estimate_tokens(text), estimated=True)
             yield AgentEvent("final", AgentReply(content=text, finish_reason="stop", model=target.model, usage=usage))

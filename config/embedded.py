@@ -168,10 +168,6 @@ def stop_valkey(data_dir: Path) -> bool:
 # --- ownership ----------------------------------------------------------------------------
 
 
-def started_here() -> frozenset[str]:
-    return frozenset(_started_here)
-
-
 def stop_started_here(data_dir: Path) -> None:
     """Stop the servers that this process started (and only those)."""
     if "valkey" in _started_here:

@@ -35,6 +35,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.translation import ngettext
 
 from accounts.models import User
+from config.admin import ReadOnlyInline, reject_duplicate_rows
 from projects import services
 from projects.authentication import forget_key
 from projects.models import APIKey, Membership, Project, Role, Team
@@ -186,28 +187,18 @@ class KeysForProjectsForm(forms.Form):
         return _future(self.cleaned_data["expires_at"])
 
 
-class ProjectMembershipInline(admin.TabularInline):
-    """Read-only: each row links to the Membership admin, where role changes go through the services."""
+class ProjectMembershipInline(ReadOnlyInline):
+    """Each row links to the Membership admin, where role changes go through the services."""
 
     model = Membership
     fk_name = "project"
     fields = ("email", "user", "role", "status", "joined_at")
     readonly_fields = fields
-    extra = 0
     show_change_link = True
     verbose_name_plural = "Members and invitations"
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("user")
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 def _team_name_taken(*, project_id, name: str, exclude_pk=None) -> bool:
@@ -233,13 +224,9 @@ class TeamInlineForm(forms.ModelForm):
 class TeamInlineFormSet(BaseInlineFormSet):
     def clean(self) -> None:
         super().clean()
-        names = Counter(
-            form.cleaned_data["name"].lower()
-            for form in self.forms
-            if form.cleaned_data.get("name") and not form.cleaned_data.get("DELETE")
+        reject_duplicate_rows(
+            self.forms, lambda row: row["name"].lower() if row.get("name") else None, "Two teams cannot share a name."
         )
-        if any(n > 1 for n in names.values()):
-            raise ValidationError("Two teams cannot share a name.")
 
 
 class ProjectTeamInline(admin.TabularInline):

@@ -18,11 +18,24 @@ import uuid
 from dataclasses import dataclass
 
 import structlog
+from asgiref.sync import sync_to_async
 from django.db.models import QuerySet
 from django.views import View
 from rest_framework import permissions, serializers, viewsets
-from rest_framework.exceptions import APIException, MethodNotAllowed, NotFound, PermissionDenied
+from rest_framework.exceptions import (
+    APIException,
+    AuthenticationFailed,
+    MethodNotAllowed,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+)
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
+from accounts.models import User
+from projects.authentication import APIKeyPrincipal, aapikey_authenticate, raw_key_from
 from projects.models import APIKey, Membership, Project, Role, role_at_least
 
 PROJECT_HEADER = "X-Project-ID"
@@ -175,15 +188,6 @@ class ProjectScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
 
 async def aauthenticate(request, *, allow_users: bool = True):
     """``(user_or_principal, api_key_or_None)`` for an async request; raises 401 APIExceptions."""
-    from asgiref.sync import sync_to_async
-    from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
-    from rest_framework_simplejwt.authentication import JWTAuthentication
-    from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
-    from rest_framework_simplejwt.settings import api_settings as jwt_settings
-
-    from accounts.models import User
-    from projects.authentication import APIKeyPrincipal, aapikey_authenticate, raw_key_from
-
     raw_key = raw_key_from(request)
     if raw_key is not None:
         key = await aapikey_authenticate(raw_key)

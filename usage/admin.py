@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from config.admin import ReadOnlyAdmin
 from usage.models import UsageRecord
 
 
 @admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
+class UsageRecordAdmin(ReadOnlyAdmin):
     list_display = (
         "created_at",
         "project",
@@ -46,11 +47,5 @@ class UsageRecordAdmin(admin.ModelAdmin):
         ("Caller", {"fields": ("api_key_id", "user_id", "agent_id", "run_id", "conversation_id", "request_id")}),
     )
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
     def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+        return False  # the ledger is append-only

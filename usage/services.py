@@ -75,12 +75,6 @@ def usage_record(**kwargs) -> UsageRecord:
     return record
 
 
-async def ausage_record(**kwargs) -> UsageRecord:
-    record = usage_build(**kwargs)
-    await record.asave(force_insert=True)
-    return record
-
-
 def usage_record_many(records: list[UsageRecord]) -> None:
     """Write built records in one INSERT."""
     UsageRecord.objects.bulk_create(records)
