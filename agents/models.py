@@ -68,6 +68,20 @@ class Agent(ProjectScopedModel):
         help_text="How many earlier messages of a conversation are sent to the model.",
     )
     tools = models.ManyToManyField("Tool", through="ToolBinding", related_name="agents", blank=True)
+    collections = models.ManyToManyField(
+        "knowledge.Collection",
+        related_name="agents",
+        blank=True,
+        help_text="Knowledge the agent answers from: searched before each answer (``auto_retrieval``) and "
+        "through the built-in ``knowledge_search`` tool.",
+    )
+    auto_retrieval = models.BooleanField(
+        default=True, help_text="Search the agent's collections with each user message and put the best chunks "
+        "in the prompt."
+    )
+    retrieval_top_k = models.PositiveSmallIntegerField(
+        default=4, validators=[MinValueValidator(1), MaxValueValidator(20)], help_text="Chunks put in the prompt."
+    )
 
     class Meta:
         ordering = ["name", "id"]

@@ -33,7 +33,7 @@ from agents import runs
 from agents.chat_serializers import MAX_MESSAGES, ChatMessageSerializer
 from agents.chat_views import event_stream
 from agents.models import Agent, Run, RunEvent
-from config.serializers import StrictSerializer
+from config.serializers import NoBodySerializer, StrictSerializer
 from projects.authentication import APIKeyAuthentication
 from projects.models import Role
 from projects.tenancy import PROJECT_HEADER, ProjectScopedAsyncView, ProjectScopedViewSet
@@ -139,10 +139,6 @@ class RunCreateSerializer(StrictSerializer):
                 raise ValidationError(messages.errors)
             return [dict(m) for m in messages.validated_data]
         raise ValidationError("A string, or a list of chat messages.")
-
-
-class NoBodySerializer(StrictSerializer):
-    """An action that takes no parameters: any field is an error."""
 
 
 # --- filters ------------------------------------------------------------------------------------

@@ -24,3 +24,7 @@ class StrictSerializer(StrictFieldsMixin, serializers.Serializer):
 
 class StrictModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     pass
+
+
+class NoBodySerializer(StrictSerializer):
+    """An action that takes no parameters: any field is an error."""

@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
     "django_filters",
@@ -195,10 +196,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT 
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # Model calls (agent runs) have a queue of their own, so they cannot starve other tasks.
 CELERY_LLM_QUEUE = env("CELERY_LLM_QUEUE", "llm")
-CELERY_TASK_ROUTES = {"agents.run_execute": {"queue": CELERY_LLM_QUEUE}}
+CELERY_TASK_ROUTES = {
+    "agents.run_execute": {"queue": CELERY_LLM_QUEUE},
+    "knowledge.document_embed": {"queue": CELERY_LLM_QUEUE},
+}
 CELERY_BEAT_SCHEDULE: dict = {
     # Fail runs whose worker vanished (no heartbeat) and queued runs no worker took.
     "agents-runs-reap-stale": {"task": "agents.runs_reap_stale", "schedule": 60.0},
+    # Queue again documents whose ingestion job was lost.
+    "knowledge-documents-resume-stale": {"task": "knowledge.documents_resume_stale", "schedule": 300.0},
 }
 CELERY_TIMEZONE = "UTC"
 # Let Django's LOGGING (structlog) format worker logs too, instead of Celery's own handler.
@@ -261,6 +267,15 @@ LOCAL_CHAT_MODEL_PATH = env("LOCAL_CHAT_MODEL_PATH", "")
 LOCAL_CHAT_CONTEXT_TOKENS = env_int("LOCAL_CHAT_CONTEXT_TOKENS", 2048)
 LOCAL_CHAT_THREADS = env_int("LOCAL_CHAT_THREADS", 0)
 LOCAL_CHAT_MAX_TOKENS = env_int("LOCAL_CHAT_MAX_TOKENS", 256)
+# The local embedding model (sentence-transformers): another model directory instead of
+# all-MiniLM-L6-v2, the encode batch, and torch's threads (0: torch's choice).
+LOCAL_EMBEDDING_MODEL_PATH = env("LOCAL_EMBEDDING_MODEL_PATH", "")
+LOCAL_EMBEDDING_BATCH_SIZE = env_int("LOCAL_EMBEDDING_BATCH_SIZE", 64)
+LOCAL_EMBEDDING_THREADS = env_int("LOCAL_EMBEDDING_THREADS", 0)
+# Knowledge bases: the largest document accepted (uploads past it are refused with 413), and
+# chunks embedded per model call.
+KNOWLEDGE_MAX_DOCUMENT_BYTES = env_int("KNOWLEDGE_MAX_DOCUMENT_BYTES", 20 * 1024 * 1024)
+KNOWLEDGE_EMBEDDING_BATCH_SIZE = env_int("KNOWLEDGE_EMBEDDING_BATCH_SIZE", 64)
 # Tools may call private, loopback and link-local addresses only when this is on.
 TOOLS_ALLOW_PRIVATE_NETWORKS = env_bool("TOOLS_ALLOW_PRIVATE_NETWORKS", False)
 
@@ -332,6 +347,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "projects.models.Role",
+        "SearchModeEnum": "knowledge.models.SearchMode",
     },
     "SCHEMA_PATH_PREFIX": r"/api/v1",
 }

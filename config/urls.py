@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("agents.urls")),
     path("", include(chat_urls.api_urlpatterns)),
     path("", include("agents.run_urls")),
+    path("", include("knowledge.urls")),
 ]
 
 urlpatterns = [

@@ -118,6 +118,22 @@ def fake_openai():
 
 
 @pytest.fixture
+def celery_worker():
+    """A real Celery worker (a thread of this process) consuming the test queues of the real
+    broker. Tests that use it need committed data: ``django_db(transaction=True)``."""
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import app
+
+    queues = [settings.CELERY_LLM_QUEUE, settings.CELERY_TASK_DEFAULT_QUEUE]
+    with app.connection_for_write() as connection:  # leftovers of an interrupted session
+        for queue in queues:
+            connection.default_channel.queue_purge(queue)
+    with start_worker(app, pool="solo", queues=queues, perform_ping_check=False, shutdown_timeout=10) as worker:
+        yield worker
+
+
+@pytest.fixture
 def fast_retries(settings):
     """Provider retries without real waiting (backoff in milliseconds)."""
     settings.PROVIDER_RETRY_BASE_SECONDS = 0.001

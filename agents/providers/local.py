@@ -10,7 +10,8 @@ through an ``asyncio.Queue``; when the consumer goes away (``aclose()``, cancell
 stops the generation here as it stops an upstream call elsewhere.
 
 SmolLM2-135M cannot call functions reliably: ``request.tools`` is ignored (never an error), and
-agents that use tools need an OpenAI-compatible provider. Nor does this model embed.
+agents that use tools need an OpenAI-compatible provider. Embeddings come from another local
+model (``local_embeddings``: all-MiniLM-L6-v2).
 
 Settings (all optional): ``LOCAL_CHAT_MODEL_PATH`` (another GGUF), ``LOCAL_CHAT_CONTEXT_TOKENS``
 (default 2048), ``LOCAL_CHAT_THREADS`` (default: the CPUs this process may use, less one),
@@ -31,6 +32,7 @@ from typing import Any
 
 from django.conf import settings
 
+from agents.providers import local_embeddings
 from agents.providers.base import (
     ChatChunk,
     ChatRequest,
@@ -287,10 +289,10 @@ class LocalAdapter:
             stop.set()  # consumer gone (aclose, cancellation) or finished: the thread stops between tokens
 
     async def embed(self, texts: list[str], model: str) -> EmbeddingResult:
-        raise ProviderRejected("The local chat model does not embed; local embeddings come with the knowledge module")
+        return await local_embeddings.embed(texts, model)
 
     async def models(self) -> list[str]:
-        return [MODEL_NAME]
+        return [MODEL_NAME, local_embeddings.MODEL_NAME]
 
 
 def _generate_stream(

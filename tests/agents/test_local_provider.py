@@ -135,9 +135,18 @@ def test_the_model_is_loaded_once_per_process():
 
 
 def test_models_and_embeddings():
-    assert run_async(LocalAdapter().models) == ["smollm2"]
-    with pytest.raises(ProviderRejected):
+    assert run_async(LocalAdapter().models) == ["smollm2", "all-minilm-l6-v2"]
+    with pytest.raises(ProviderRejected):  # the chat model does not embed
         run_async(LocalAdapter().embed, ["hello"], "smollm2")
+
+    result = run_async(LocalAdapter().embed, ["a cat sits on the mat", "a kitten on a rug", "tax law"], "")
+
+    assert result.model == "all-minilm-l6-v2" and len(result.vectors) == 3
+    assert all(len(v) == 384 for v in result.vectors)
+    assert abs(sum(x * x for x in result.vectors[0]) - 1) < 1e-4  # normalised
+    similarity = [sum(a * b for a, b in zip(result.vectors[0], v, strict=True)) for v in result.vectors[1:]]
+    assert similarity[0] > similarity[1] + 0.2  # meaning, not letters
+    assert result.usage.prompt_tokens >= 3 * 3 and not result.usage.estimated
 
 
 def test_a_model_path_setting_that_names_no_file_is_a_configuration_error(settings, tmp_path):

@@ -42,17 +42,8 @@ def fast_watch(monkeypatch):
 
 
 @pytest.fixture
-def worker(fast_watch):
-    """A real Celery worker (a thread of this process) consuming the test queues of the broker."""
-    from celery.contrib.testing.worker import start_worker
-
-    from config.celery import app
-
-    with app.connection_for_write() as connection:  # leftovers of an interrupted session
-        connection.default_channel.queue_purge(settings.CELERY_LLM_QUEUE)
-    queues = [settings.CELERY_LLM_QUEUE, settings.CELERY_TASK_DEFAULT_QUEUE]
-    with start_worker(app, pool="solo", queues=queues, perform_ping_check=False, shutdown_timeout=10) as w:
-        yield w
+def worker(fast_watch, celery_worker):
+    return celery_worker
 
 
 @pytest.fixture

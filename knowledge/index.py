@@ -1,0 +1,104 @@
+"""One HNSW index per collection, over the one chunks table.
+
+``knowledge_chunk.embedding`` is an untyped ``vector``: a collection's vectors all have its
+model's dimension, and its index is a partial expression index::
+
+    CREATE INDEX chunk_hnsw_<collection> ON knowledge_chunk
+        USING hnsw ((embedding::vector(384)) vector_cosine_ops) WHERE collection_id = '<collection>'
+
+A search that says ``WHERE collection_id = '<collection>' ORDER BY embedding::vector(384) <=> …``
+matches that predicate and expression, so it walks only its own collection's graph (search.py
+keeps to that shape; a test reads the plan). The cast also guards the data: a vector of another
+dimension cannot enter a collection's rows while its index exists.
+
+Indexes are made the first time a collection's vectors are written (the dimension is known
+then) and dropped when the collection is re-embedded or deleted. Outside a transaction they
+are built ``CONCURRENTLY``, so a new collection's index never blocks ingestion elsewhere.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from django.db import connection
+
+from knowledge.models import MAX_INDEXED_DIMENSIONS
+
+TABLE = "knowledge_chunk"
+# Search-time quality knob: candidates kept per HNSW layer walk (pgvector's default is 40).
+EF_SEARCH = 100
+
+_known: set[tuple[str, int]] = set()  # (collection id, dimensions) whose index exists, this process
+
+
+def index_name(collection_id) -> str:
+    return f"chunk_hnsw_{str(collection_id).replace('-', '')}"
+
+
+def _dimensions(dimensions: int) -> int:
+    dimensions = int(dimensions)
+    if not 0 < dimensions <= MAX_INDEXED_DIMENSIONS:
+        raise ValueError(f"vectors of {dimensions} dimensions cannot be indexed (1 to {MAX_INDEXED_DIMENSIONS})")
+    return dimensions
+
+
+def _lock_key(collection_id) -> int:
+    return zlib.crc32(f"knowledge-index:{collection_id}".encode()) - 2**31
+
+
+def index_exists(collection_id) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM pg_indexes WHERE tablename = %s AND indexname = %s", [TABLE, index_name(collection_id)]
+        )
+        return cursor.fetchone() is not None
+
+
+def index_ensure(collection_id, dimensions: int) -> bool:
+    """Make the collection's index if it does not exist; True if this call made it."""
+    dimensions = _dimensions(dimensions)
+    key = (str(collection_id), dimensions)
+    if key in _known:
+        return False
+    name = index_name(collection_id)
+    concurrently = "" if connection.in_atomic_block else "CONCURRENTLY "
+    # Serialised per collection: two workers embedding two documents would otherwise race.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [_lock_key(collection_id)])
+        try:
+            if index_exists(collection_id):
+                made = False
+            else:
+                cursor.execute(
+                    f"CREATE INDEX {concurrently}IF NOT EXISTS {name} ON {TABLE} "
+                    f"USING hnsw ((embedding::vector({dimensions})) vector_cosine_ops) "
+                    "WHERE collection_id = %s",
+                    [str(collection_id)],
+                )
+                made = True
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [_lock_key(collection_id)])
+    _known.add(key)
+    return made
+
+
+def index_drop(collection_id) -> None:
+    for key in [k for k in _known if k[0] == str(collection_id)]:
+        _known.discard(key)
+    concurrently = "" if connection.in_atomic_block else "CONCURRENTLY "
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP INDEX {concurrently}IF EXISTS {index_name(collection_id)}")
+
+
+def index_forget_all() -> None:
+    """Forget what this process knows (tests that drop indexes behind its back)."""
+    _known.clear()
+
+
+def search_settings() -> None:
+    """Per-transaction settings of a vector search: a filtered search keeps scanning the graph
+    (pgvector ≥ 0.8 iterative scans) until it has its k rows."""
+    assert connection.in_atomic_block, "search settings are SET LOCAL: call inside transaction.atomic()"
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        cursor.execute(f"SET LOCAL hnsw.ef_search = {EF_SEARCH}")
