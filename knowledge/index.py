@@ -69,6 +69,11 @@ def index_ensure(collection_id, dimensions: int) -> bool:
             if index_exists(collection_id):
                 made = False
             else:
+                if not concurrently:
+                    # Inside a transaction, PostgreSQL builds no index over rows with foreign-key
+                    # checks still pending (Django defers them): run those checks now.
+                    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                    cursor.execute("SET CONSTRAINTS ALL DEFERRED")
                 cursor.execute(
                     f"CREATE INDEX {concurrently}IF NOT EXISTS {name} ON {TABLE} "
                     f"USING hnsw ((embedding::vector({dimensions})) vector_cosine_ops) "

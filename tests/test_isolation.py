@@ -23,9 +23,11 @@ from accounts import views as account_views
 from agents import chat_views, run_views
 from agents import views as agent_views
 from agents.models import Agent
+from knowledge import views as knowledge_views
 from projects import views as project_views
 from tests.agents.factories import AgentFactory, ProviderFactory, RunFactory, ToolBindingFactory, ToolFactory
 from tests.conftest import Tenant
+from tests.knowledge.factories import CollectionFactory, DocumentFactory
 from tests.projects.factories import APIKeyFactory, MembershipFactory, TeamFactory
 
 # view class -> how to make one object of it in a tenant's project
@@ -42,6 +44,10 @@ OBJECT_FACTORIES: dict[type, Callable[[Tenant], object]] = {
     run_views.AgentRunViewSet: lambda t: AgentFactory(project=t.project),
     run_views.RunViewSet: lambda t: RunFactory(project=t.project),
     run_views.RunEventsView: lambda t: RunFactory(project=t.project),
+    knowledge_views.CollectionViewSet: lambda t: CollectionFactory(project=t.project),
+    knowledge_views.CollectionDocumentsViewSet: lambda t: CollectionFactory(project=t.project),
+    knowledge_views.DocumentViewSet: lambda t: DocumentFactory(collection=CollectionFactory(project=t.project)),
+    knowledge_views.DocumentChunksViewSet: lambda t: DocumentFactory(collection=CollectionFactory(project=t.project)),
 }
 
 # views that act in the caller's project without naming an object in their URL; what their body
@@ -51,6 +57,7 @@ CALLER_PROJECT_VIEWS: set[type] = {
     chat_views.TranslateView,
     chat_views.ChatCompletionsView,
     chat_views.ModelsView,
+    knowledge_views.MultiSearchViewSet,
 }
 
 # views that act on the caller's own account, not on a project's data
