@@ -74,3 +74,21 @@ def test_the_asgi_chain_replaces_only_what_it_knows():
     assert not any(m.startswith("django.contrib.sessions") or m.endswith("CsrfViewMiddleware") for m in chain)
     assert chain.index("config.middleware.SiteMiddleware") < chain.index("config.middleware.XFrameOptionsMiddleware")
     assert asgi_middleware(["a.B", "c.D"]) == ["a.B", "c.D"]
+
+
+def test_the_chat_completions_route_keeps_the_request_id_headers_and_error_shape(tenant):
+    async def scenario():
+        async with client() as c:
+            return await c.post(
+                "/v1/chat/completions",
+                json={"model": "gpt-4o-mini", "messages": []},
+                headers={"Authorization": f"Bearer {tenant.write_key.raw}", "X-Request-ID": "req-hot-1"},
+            )
+
+    response = run_async(scenario)
+
+    assert response.status_code == 400
+    assert response.headers["x-request-id"] == "req-hot-1"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    assert response.json()["request_id"] == "req-hot-1"
