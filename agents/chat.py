@@ -1,6 +1,11 @@
 """The agent loop: an agent answers a conversation, calling its bound tools through function
 calling, at most ``agent.max_tool_rounds`` rounds, then answers without tools.
 
+An agent with knowledge ``collections`` answers from them: with ``auto_retrieval`` the last user
+message is searched first (hybrid) and the best ``retrieval_top_k`` chunks go into the prompt as
+numbered sources; the model may also search itself through the built-in ``knowledge_search``
+tool. Every chunk the model was shown is a citation (document, chunk, score) of the reply.
+
 :func:`agent_respond` is an async generator of :class:`AgentEvent` (text chunks when streaming,
 tool calls and their results, and one final event with the answer and the summed usage). Every
 model call in it goes through the gateway, so each is metered on its own.
@@ -17,7 +22,7 @@ from agents.models import Agent, Conversation, Message, Provider, ToolBinding
 from agents.providers import gateway
 from agents.providers.base import ChatRequest, ToolCall, Usage, estimate_prompt_tokens, estimate_tokens
 from agents.providers.registry import Target, target_for
-from agents.selectors import aagent_bindings, adefault_provider, aprovider
+from agents.selectors import aagent_bindings, aagent_collections, adefault_provider, aprovider
 from usage.services import CallContext
 
 TOOL_RESULT_LIMIT = 16_000  # characters of a tool's answer given back to the model
@@ -25,7 +30,7 @@ TOOL_RESULT_LIMIT = 16_000  # characters of a tool's answer given back to the mo
 
 @dataclass
 class AgentEvent:
-    type: str  # "chunk" | "tool_call" | "tool_result" | "final"
+    type: str  # "retrieval" | "chunk" | "tool_call" | "tool_result" | "final"
     data: Any = None
 
 
@@ -36,6 +41,82 @@ class AgentReply:
     model: str
     usage: Usage
     tool_calls: list[dict] = field(default_factory=list)
+    citations: list[dict] = field(default_factory=list)
+
+
+# --- knowledge ------------------------------------------------------------------------------
+
+KNOWLEDGE_TOOL = "knowledge_search"
+KNOWLEDGE_TOOL_SPEC = {
+    "type": "function",
+    "function": {
+        "name": KNOWLEDGE_TOOL,
+        "description": "Search the knowledge base for passages that answer a question. Returns numbered sources "
+        "to cite as [n].",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "query": {"type": "string", "description": "What to look for, in plain words."},
+                "top_k": {"type": "integer", "minimum": 1, "maximum": 10, "description": "How many passages."},
+            },
+            "required": ["query"],
+        },
+    },
+}
+SOURCES_PROMPT = (
+    "Answer from the sources below when they are relevant, and cite them as [n]. "
+    "If they do not contain the answer, say so rather than guess.\n\n"
+)
+
+
+class _Sources:
+    """The chunks shown to the model in one reply, numbered once each: its citations."""
+
+    def __init__(self) -> None:
+        self.citations: list[dict] = []
+        self._numbers: dict[str, int] = {}
+
+    def add(self, hits) -> list[tuple[int, object]]:
+        numbered = []
+        for hit in hits:
+            key = str(hit.chunk_id)
+            if key not in self._numbers:
+                self._numbers[key] = len(self.citations) + 1
+                self.citations.append({"index": self._numbers[key], **hit.citation()})
+            numbered.append((self._numbers[key], hit))
+        return numbered
+
+
+def _sources_text(numbered) -> str:
+    return "\n\n".join(f"[{n}] {hit.document_title}\n{hit.text}" for n, hit in numbered)
+
+
+def _last_user_text(messages: list[dict]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
+            return str(content or "")
+    return ""
+
+
+async def _search(ctx: CallContext, collections: list, query: str, top_k: int):
+    from knowledge.search import Query, asearch
+
+    return await asearch(ctx, collections, Query(text=query[:4000], top_k=top_k, mode="hybrid"))
+
+
+async def _knowledge_tool(ctx: CallContext, collections: list, sources: _Sources, arguments: str) -> dict:
+    try:
+        args = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        args = None
+    if not isinstance(args, dict) or not isinstance(args.get("query"), str) or not args["query"].strip():
+        return {"error": "knowledge_search needs a 'query' string."}
+    top_k = args.get("top_k") if isinstance(args.get("top_k"), int) else 4
+    hits = await _search(ctx, collections, args["query"], max(1, min(top_k, 10)))
+    return {"results": [{"source": n, "title": h.document_title, "text": h.text} for n, h in sources.add(hits)]}
 
 
 async def aprovider_target(
@@ -94,10 +175,22 @@ async def agent_respond(
     """Run the loop over ``messages`` (the conversation so far, without the agent's instructions)."""
     target = target or await aagent_target(agent)
     bindings = {b.tool.name: b for b in await aagent_bindings(agent)}
-    tools = [_tool_spec(b) for b in bindings.values()] or None
+    collections = await aagent_collections(agent)
+    if collections:
+        bindings.pop(KNOWLEDGE_TOOL, None)  # the built-in tool answers to that name
+    tools = [_tool_spec(b) for b in bindings.values()] + ([KNOWLEDGE_TOOL_SPEC] if collections else [])
+    tools = tools or None
     convo = ([{"role": "system", "content": agent.instructions}] if agent.instructions else []) + list(messages)
     total = Usage()
     traced: list[dict] = []
+    sources = _Sources()
+    question = _last_user_text(messages)
+    if collections and agent.auto_retrieval and question.strip():
+        numbered = sources.add(await _search(ctx, collections, question, agent.retrieval_top_k))
+        if numbered:
+            yield AgentEvent("retrieval", {"citations": list(sources.citations)})
+            position = 1 if agent.instructions else 0
+            convo.insert(position, {"role": "system", "content": SOURCES_PROMPT + _sources_text(numbered)})
 
     for round_no in range(agent.max_tool_rounds + 1):
         last_round = round_no == agent.max_tool_rounds
@@ -138,6 +231,7 @@ async def agent_respond(
                 model=target.model,
                 usage=total,
                 tool_calls=traced,
+                citations=sources.citations,
             )
             yield AgentEvent("final", reply)
             return
@@ -146,7 +240,10 @@ async def agent_respond(
         for call in calls:
             call_data = {"id": call.id, "name": call.name, "arguments": call.arguments}
             yield AgentEvent("tool_call", call_data)
-            result = await _call_tool(bindings, call)
+            if collections and call.name == KNOWLEDGE_TOOL:
+                result = await _knowledge_tool(ctx, collections, sources, call.arguments)
+            else:
+                result = await _call_tool(bindings, call)
             traced.append({**call_data, "result": result})
             yield AgentEvent("tool_result", {"id": call.id, "name": call.name, "result": result})
             convo.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)[:TOOL_RESULT_LIMIT]})

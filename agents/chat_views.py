@@ -53,6 +53,7 @@ from usage.services import CallContext, ledger_defer, ledger_take, usage_record_
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 15
+HEARTBEAT_READ_AHEAD = 64  # SSE events read ahead of a slow client
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -99,31 +100,63 @@ def sse(data, event: str | None = None) -> str:
 
 
 async def with_heartbeat(source: AsyncIterator[str], interval: float) -> AsyncIterator[str]:
-    """Pass ``source`` through, with a comment line whenever it is silent for ``interval``."""
-    iterator = source.__aiter__()
-    pending: asyncio.Future | None = None
+    """Pass ``source`` through, with a comment line whenever it is silent for ``interval``.
+
+    One task reads ``source`` ahead into a short buffer; what is ready when the reader comes back
+    leaves as one piece (one ASGI message, one write), and only a silence costs a timer. Per item
+    this was a task and an ``asyncio.wait``, and a write per SSE event: ~30 us an event.
+    """
+    loop = asyncio.get_running_loop()
+    ready: list[str] = []
+    done = False
+    waiter: asyncio.Future | None = None  # the reader, waiting for items
+    room: asyncio.Future | None = None  # the pump, waiting for the reader to take them
+
+    def wake(future: asyncio.Future | None) -> None:
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    async def pump() -> None:
+        nonlocal done, room
+        try:
+            async for item in source:
+                ready.append(item)
+                wake(waiter)
+                if len(ready) >= HEARTBEAT_READ_AHEAD:
+                    room = loop.create_future()
+                    await room
+        finally:
+            done = True
+            wake(waiter)
+
+    task = loop.create_task(pump())
     try:
         while True:
-            if pending is None:
-                pending = asyncio.ensure_future(iterator.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=interval)
-            if not done:
-                yield ": heartbeat\n\n"
-                continue
-            try:
-                item = pending.result()
-            except StopAsyncIteration:
+            if not ready and not done:
+                waiter = loop.create_future()
+                timer = loop.call_later(interval, wake, waiter)
+                try:
+                    await waiter
+                finally:
+                    timer.cancel()
+                    waiter = None
+            if ready:
+                batch = "".join(ready)
+                ready.clear()
+                wake(room)
+                yield batch
+            elif done:
+                task.result()  # the source's own error, if it failed
                 return
-            finally:
-                pending = None
-            yield item
+            else:
+                yield ": heartbeat\n\n"
     finally:
-        if pending is not None:
-            # Stop the step in flight and let it unwind before closing the source.
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
-        await iterator.aclose()
+        if not task.done():
+            # The client went away: stop the read in flight, which closes the source.
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        await source.aclose()
 
 
 async def event_stream(request, source: AsyncIterator[str]) -> HttpResponse:
@@ -247,7 +280,7 @@ async def _agent_sse(completion: _Completion, events: AsyncIterator[AgentEvent],
         async for event in events:
             if event.type == "chunk":
                 yield sse(completion.chunk({"content": event.data}))
-            elif event.type in ("tool_call", "tool_result"):
+            elif event.type in ("retrieval", "tool_call", "tool_result"):
                 yield sse(event.data, event=event.type)
             elif event.type == "final":
                 reply: AgentReply = event.data
@@ -259,6 +292,7 @@ async def _agent_sse(completion: _Completion, events: AsyncIterator[AgentEvent],
                         "model": reply.model,
                         "usage": reply.usage.as_dict(),
                         **finish,
+                        "citations": reply.citations,
                     },
                     event="final",
                 )
@@ -311,6 +345,7 @@ class AgentChatView(_MeteredView):
                 if event.type == "final":
                     reply = event.data
             await remember(reply)
+            extra["citations"] = reply.citations
             body = completion.whole(
                 content=reply.content, finish_reason=reply.finish_reason, usage=reply.usage, **extra
             )

@@ -76,8 +76,8 @@ class Agent(ProjectScopedModel):
         "through the built-in ``knowledge_search`` tool.",
     )
     auto_retrieval = models.BooleanField(
-        default=True, help_text="Search the agent's collections with each user message and put the best chunks "
-        "in the prompt."
+        default=True,
+        help_text="Search the agent's collections with each user message and put the best chunks in the prompt.",
     )
     retrieval_top_k = models.PositiveSmallIntegerField(
         default=4, validators=[MinValueValidator(1), MaxValueValidator(20)], help_text="Chunks put in the prompt."

@@ -42,7 +42,8 @@ def routing_forget(project_id) -> None:
 
 
 def forget_on_write(sender, instance, **kwargs) -> None:
-    """Signal receiver (post_save/post_delete of agents, providers, tools, bindings)."""
+    """Signal receiver (post_save/post_delete of agents, providers, tools, bindings, collections;
+    m2m_changed of agents' collections)."""
     routing_forget(instance.project_id)
 
 
@@ -80,3 +81,13 @@ async def aagent_bindings(agent: Agent) -> list[ToolBinding]:
         return [binding async for binding in query]
 
     return await _cached((str(agent.project_id), "bindings", str(agent.pk)), load)
+
+
+async def aagent_collections(agent: Agent) -> list:
+    """The agent's knowledge collections (with their embedding providers), or []."""
+
+    async def load():
+        query = agent.collections.select_related("embedding_provider").filter(project_id=agent.project_id)
+        return [collection async for collection in query]
+
+    return await _cached((str(agent.project_id), "collections", str(agent.pk)), load)

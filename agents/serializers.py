@@ -18,6 +18,7 @@ from agents.models import Agent, Provider, Tool, ToolBinding
 from agents.services import AGENT_FIELDS
 from agents.tools import validate_tool_parameters, validate_tool_url
 from config.serializers import StrictModelSerializer
+from knowledge.models import Collection
 from projects.models import Team
 from projects.tenancy import ProjectScopedPrimaryKeyRelatedField
 
@@ -164,6 +165,13 @@ class AgentSerializer(UniqueNameMixin, StrictModelSerializer):
         help_text="Empty: the project's default provider, else the deployment's.",
     )
     team = _scoped(Team.objects.all(), "team", allow_null=True, required=False)
+    collections = _scoped(
+        Collection.objects.all(),
+        "collection",
+        many=True,
+        required=False,
+        help_text="Knowledge collections the agent answers from (and cites).",
+    )
     metadata = serializers.JSONField(required=False, help_text="Free-form JSON object.")
     tools = serializers.SerializerMethodField(help_text="Ids of the tools bound to the agent (see /tool-bindings/).")
     effective_provider = serializers.SerializerMethodField(
@@ -181,6 +189,7 @@ class AgentSerializer(UniqueNameMixin, StrictModelSerializer):
         fields = [
             "id",
             *AGENT_FIELDS,
+            "collections",
             "tools",
             "effective_provider",
             "effective_model",

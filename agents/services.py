@@ -48,6 +48,8 @@ AGENT_FIELDS = (
     "metadata",
     "max_tool_rounds",
     "memory_window",
+    "auto_retrieval",
+    "retrieval_top_k",
 )
 TOOL_FIELDS = frozenset({"name", "description", "method", "url_template", "headers", "parameters", "timeout_seconds"})
 BINDING_FIELDS = frozenset({"config", "tool"})
@@ -94,6 +96,11 @@ def _same_project(project_id, **related: Model | None) -> None:
     }
     if errors:
         raise ValidationError(errors)
+
+
+def _same_project_all(project_id, field: str, rows: list | None) -> None:
+    if rows and any(row.project_id != project_id for row in rows):
+        raise ValidationError({field: f"No such {field} in this project."})
 
 
 # --- providers ----------------------------------------------------------------------------
@@ -145,25 +152,36 @@ def agent_create(
     instructions: str = "",
     provider: Provider | None = None,
     team: Team | None = None,
+    collections: list | None = None,
     **fields: Any,
 ) -> Agent:
     """Create an agent. With no ``provider`` it uses the project's default provider at run time
     (else the deployment's); with no ``model``, that provider's default chat model."""
     _same_project(project.pk, provider=provider, team=team)
+    _same_project_all(project.pk, "collections", collections)
     agent = Agent(project=project)
     fields = {"name": name, "instructions": instructions, "provider": provider, "team": team, **fields}
     _set(agent, fields, AGENT_FIELDS)
     agent.full_clean(exclude=["project", "provider", "team"], validate_unique=False, validate_constraints=False)
-    _save(agent)
+    with transaction.atomic():
+        _save(agent)
+        if collections:
+            agent.collections.set(collections)
     return agent
 
 
-def agent_update(*, agent: Agent, **fields: Any) -> Agent:
+def agent_update(*, agent: Agent, collections: list | None = None, **fields: Any) -> Agent:
+    """Change the given fields; ``collections``, when given, replaces the agent's collections."""
     _same_project(agent.project_id, provider=fields.get("provider"), team=fields.get("team"))
+    _same_project_all(agent.project_id, "collections", collections)
     changed = _set(agent, fields, AGENT_FIELDS)
     if changed:
         agent.full_clean(exclude=["project", "provider", "team"], validate_unique=False, validate_constraints=False)
-        _save(agent, update_fields=[*changed, "updated_at"])
+    with transaction.atomic():
+        if changed:
+            _save(agent, update_fields=[*changed, "updated_at"])
+        if collections is not None:
+            agent.collections.set(collections)
     return agent
 
 

@@ -1,8 +1,7 @@
-from rest_framework.routers import SimpleRouter
-
 from agents import views
+from config.routers import OptionalSlashRouter
 
-router = SimpleRouter(trailing_slash="/?")
+router = OptionalSlashRouter()
 router.register("providers", views.ProviderViewSet, basename="provider")
 router.register("agents", views.AgentViewSet, basename="agent")
 router.register("tools", views.ToolViewSet, basename="tool")

@@ -15,6 +15,7 @@ from agents.serializers import (
     ToolBindingUpdateSerializer,
     ToolSerializer,
 )
+from knowledge.models import Collection
 from projects.models import Role
 from projects.tenancy import ProjectScopedViewSet
 
@@ -64,7 +65,10 @@ class AgentViewSet(ProjectScopedViewSet):
     queryset = (
         Agent.objects.select_related("provider")
         .defer("provider__api_key")  # not needed here: never decrypt credentials to list agents
-        .prefetch_related(Prefetch("bindings", queryset=ToolBinding.objects.only("id", "agent_id", "tool_id")))
+        .prefetch_related(
+            Prefetch("bindings", queryset=ToolBinding.objects.only("id", "agent_id", "tool_id")),
+            Prefetch("collections", queryset=Collection.objects.only("id")),
+        )
     )
     serializer_class = AgentSerializer
     filterset_class = AgentFilter

@@ -276,6 +276,8 @@ LOCAL_EMBEDDING_THREADS = env_int("LOCAL_EMBEDDING_THREADS", 0)
 # chunks embedded per model call.
 KNOWLEDGE_MAX_DOCUMENT_BYTES = env_int("KNOWLEDGE_MAX_DOCUMENT_BYTES", 20 * 1024 * 1024)
 KNOWLEDGE_EMBEDDING_BATCH_SIZE = env_int("KNOWLEDGE_EMBEDDING_BATCH_SIZE", 64)
+# PostgreSQL's maintenance_work_mem while a collection's HNSW index is built.
+KNOWLEDGE_INDEX_BUILD_MEMORY = env("KNOWLEDGE_INDEX_BUILD_MEMORY", "512MB")
 # Tools may call private, loopback and link-local addresses only when this is on.
 TOOLS_ALLOW_PRIVATE_NETWORKS = env_bool("TOOLS_ALLOW_PRIVATE_NETWORKS", False)
 

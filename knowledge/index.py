@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import zlib
 
+from django.conf import settings
 from django.db import connection
 
 from knowledge.models import MAX_INDEXED_DIMENSIONS
@@ -74,6 +75,9 @@ def index_ensure(collection_id, dimensions: int) -> bool:
                     # checks still pending (Django defers them): run those checks now.
                     cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
                     cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+                # An HNSW graph built within this memory is built fast; past it, much slower.
+                scope = "LOCAL " if connection.in_atomic_block else ""
+                cursor.execute(f"SET {scope}maintenance_work_mem = %s", [settings.KNOWLEDGE_INDEX_BUILD_MEMORY])
                 cursor.execute(
                     f"CREATE INDEX {concurrently}IF NOT EXISTS {name} ON {TABLE} "
                     f"USING hnsw ((embedding::vector({dimensions})) vector_cosine_ops) "
@@ -82,6 +86,8 @@ def index_ensure(collection_id, dimensions: int) -> bool:
                 )
                 made = True
         finally:
+            if not connection.in_atomic_block:
+                cursor.execute("RESET maintenance_work_mem")
             cursor.execute("SELECT pg_advisory_unlock(%s)", [_lock_key(collection_id)])
     _known.add(key)
     return made

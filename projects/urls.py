@@ -1,8 +1,7 @@
-from rest_framework.routers import SimpleRouter
-
+from config.routers import OptionalSlashRouter
 from projects import views
 
-router = SimpleRouter(trailing_slash="/?")
+router = OptionalSlashRouter()
 router.register("projects", views.ProjectViewSet, basename="project")
 router.register("members", views.MemberViewSet, basename="member")
 router.register("teams", views.TeamViewSet, basename="team")

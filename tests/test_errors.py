@@ -147,3 +147,18 @@ def test_the_500_handler_answers_with_the_envelope():
         "error": {"code": "server_error", "message": "Internal server error; it has been logged.", "details": {}},
         "request_id": "req-1",
     }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/api/v1/agents", "/api/v1/agents/", "/api/v1/collections", "/api/v1/collections/"])
+def test_routes_answer_with_or_without_the_trailing_slash(tenant, path):
+    assert tenant.client().get(path).status_code == 200
+
+
+@pytest.mark.django_db
+def test_detail_routes_answer_with_or_without_the_trailing_slash(tenant):
+    from tests.agents.factories import AgentFactory
+
+    agent = AgentFactory(project=tenant.project)
+    for path in (f"/api/v1/agents/{agent.pk}", f"/api/v1/agents/{agent.pk}/"):
+        assert tenant.client().get(path).json()["id"] == str(agent.pk)
