@@ -432,7 +432,7 @@ class _Attempt:
                     self.tokens.append(event.data)
                     if len(self.tokens) >= FLUSH_CHUNKS or time.monotonic() - self.tokens_since >= FLUSH_SECONDS:
                         await self.progress()
-                elif event.type in ("tool_call", "tool_result"):
+                elif event.type in ("retrieval", "tool_call", "tool_result"):
                     await self.progress([(event.type, event.data)])
                 elif event.type == "final":
                     return event.data
@@ -480,6 +480,7 @@ class _Attempt:
                 "finish_reason": reply.finish_reason,
                 "model": reply.model,
                 "usage": usage,
+                "citations": reply.citations,
             }
             finish = {"status": Status.SUCCEEDED, "output": reply.content, "usage": usage, "error": None}
             return await self.finish([("final", final)], finish)

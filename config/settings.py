@@ -194,7 +194,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redis redelivers an unacknowledged task after this long; longer than any task may run.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 60}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
-# Model calls (agent runs) have a queue of their own, so they cannot starve other tasks.
+# Every other task (document parsing, beat jobs) goes to the default queue.
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", "celery")
+# Model calls (agent runs, embeddings) have a queue of their own, so they cannot starve other tasks.
 CELERY_LLM_QUEUE = env("CELERY_LLM_QUEUE", "llm")
 CELERY_TASK_ROUTES = {
     "agents.run_execute": {"queue": CELERY_LLM_QUEUE},
@@ -276,6 +278,10 @@ LOCAL_EMBEDDING_THREADS = env_int("LOCAL_EMBEDDING_THREADS", 0)
 # chunks embedded per model call.
 KNOWLEDGE_MAX_DOCUMENT_BYTES = env_int("KNOWLEDGE_MAX_DOCUMENT_BYTES", 20 * 1024 * 1024)
 KNOWLEDGE_EMBEDDING_BATCH_SIZE = env_int("KNOWLEDGE_EMBEDDING_BATCH_SIZE", 64)
+# Candidates an HNSW search keeps per step (pgvector's hnsw.ef_search; its default is 40): more
+# finds more of the true nearest, slower. Filtered searches drop most candidates, so keep more.
+KNOWLEDGE_EF_SEARCH = env_int("KNOWLEDGE_EF_SEARCH", 100)
+KNOWLEDGE_EF_SEARCH_FILTERED = env_int("KNOWLEDGE_EF_SEARCH_FILTERED", 400)
 # PostgreSQL's maintenance_work_mem while a collection's HNSW index is built.
 KNOWLEDGE_INDEX_BUILD_MEMORY = env("KNOWLEDGE_INDEX_BUILD_MEMORY", "512MB")
 # Tools may call private, loopback and link-local addresses only when this is on.

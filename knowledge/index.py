@@ -26,9 +26,6 @@ from django.db import connection
 from knowledge.models import MAX_INDEXED_DIMENSIONS
 
 TABLE = "knowledge_chunk"
-# Search-time quality knob: candidates kept per HNSW layer walk (pgvector's default is 40).
-EF_SEARCH = 100
-
 _known: set[tuple[str, int]] = set()  # (collection id, dimensions) whose index exists, this process
 
 
@@ -106,10 +103,14 @@ def index_forget_all() -> None:
     _known.clear()
 
 
-def search_settings() -> None:
-    """Per-transaction settings of a vector search: a filtered search keeps scanning the graph
-    (pgvector ≥ 0.8 iterative scans) until it has its k rows."""
+def search_settings(*, filtered: bool = False) -> None:
+    """Per-transaction settings of a vector search, in one round trip: a filtered search keeps
+    walking the graph (pgvector ≥ 0.8 iterative scans) until it has its k rows, and looks at more
+    candidates per step, since most of them fail the filter."""
     assert connection.in_atomic_block, "search settings are SET LOCAL: call inside transaction.atomic()"
+    ef_search = settings.KNOWLEDGE_EF_SEARCH_FILTERED if filtered else settings.KNOWLEDGE_EF_SEARCH
     with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        cursor.execute(f"SET LOCAL hnsw.ef_search = {EF_SEARCH}")
+        cursor.execute(
+            "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', %s, true)",
+            [str(int(ef_search))],
+        )

@@ -93,7 +93,7 @@ async def aquery_vectors(ctx: CallContext, collections: list[Collection], text: 
     return vectors
 
 
-def _vector_literal(vector: list[float]) -> str:
+def vector_literal(vector: list[float]) -> str:
     return "[" + ",".join(repr(float(x)) for x in vector) + "]"
 
 
@@ -113,7 +113,7 @@ def _vector_candidates(collection: Collection, vector: list[float], query: Query
     if len(vector) != dims:  # the model changed under a collection being re-embedded
         return []
     extra, params = _filters(query)
-    literal = _vector_literal(vector)
+    literal = vector_literal(vector)
     # The predicate (collection_id = <constant>) and the expression (embedding::vector(N)) are
     # those of the collection's partial index; relaxed-order results are re-sorted outside.
     # Only ints and our own fragments are formatted in; values are parameters.
@@ -157,7 +157,7 @@ def rank(collections: list[Collection], query: Query, vectors: dict[object, list
     keyword_list: list[tuple] = []
     with transaction.atomic():
         if query.mode in (SearchMode.VECTOR, SearchMode.HYBRID):
-            search_settings()
+            search_settings(filtered=bool(query.documents or query.metadata))
             for collection in collections:
                 if collection.pk in vectors:
                     found = _vector_candidates(collection, vectors[collection.pk], query, depth)

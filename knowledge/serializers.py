@@ -203,13 +203,19 @@ class DocumentSerializer(StrictModelSerializer):
             value={"title": "Returns", "text": "You may return any item within 30 days.", "metadata": {"lang": "en"}},
             request_only=True,
         ),
+        OpenApiExample("A web page", value={"url": "https://help.acme.example/returns.html"}, request_only=True),
     ]
 )
 class DocumentTextSerializer(StrictSerializer):
-    """JSON ingestion of ``text``; files go as multipart ``file``."""
+    """JSON ingestion of ``text``, or of a ``url`` fetched now; files go as multipart ``file``."""
 
     title = serializers.CharField(required=False, allow_blank=True, max_length=300)
     text = serializers.CharField(required=False, max_length=MAX_TEXT_CHARS, trim_whitespace=False)
+    url = serializers.URLField(
+        required=False,
+        max_length=2000,
+        help_text="Fetched by the server (public addresses only), its type taken from the answer and checked.",
+    )
     format = serializers.ChoiceField(
         choices=["text", "markdown", "html", "csv", "json"], default="text", help_text="How to read `text`."
     )
@@ -219,7 +225,12 @@ class DocumentTextSerializer(StrictSerializer):
         return _scalar_metadata(value, "metadata")
 
     def validate(self, attrs: dict) -> dict:
-        if not attrs.get("text", "").strip():
+        if "url" in attrs:
+            if "text" in attrs:
+                raise serializers.ValidationError({"url": ["Give `text` or `url`, not both."]})
+            if not attrs["url"].lower().startswith(("http://", "https://")):
+                raise serializers.ValidationError({"url": ["Only http(s) URLs can be fetched."]})
+        elif not attrs.get("text", "").strip():
             raise serializers.ValidationError({"text": ["This field is required and may not be blank."]})
         return attrs
 

@@ -39,7 +39,7 @@ from knowledge import index
 from knowledge.chunking import chunk_sections
 from knowledge.models import Chunk, Collection, Document, DocumentContent
 from knowledge.parsing import ParseError, detect_type, parse
-from knowledge.search import _vector_literal, embedding_target
+from knowledge.search import embedding_target, vector_literal
 from usage.services import CallContext
 
 logger = logging.getLogger(__name__)
@@ -377,7 +377,7 @@ def _write_batch(document_id, collection: Collection, version: int, ids: list, v
                 FROM (SELECT unnest(%s::uuid[]) AS id, unnest(%s::text[]) AS embedding) AS v
                 WHERE c.id = v.id AND c.document_id = %s AND c.embedding IS NULL
                 """,
-                [[str(i) for i in ids], [_vector_literal(v) for v in vectors], str(document_id)],
+                [[str(i) for i in ids], [vector_literal(v) for v in vectors], str(document_id)],
             )
         Document.objects.filter(pk=document_id).update(
             chunks_embedded=Chunk.objects.filter(document_id=document_id, embedding__isnull=False).count(),

@@ -5,9 +5,10 @@ Writes go through :mod:`knowledge.services`; searches through :mod:`knowledge.se
 
 from __future__ import annotations
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
@@ -17,6 +18,8 @@ from config.exceptions import PayloadTooLarge
 from config.parsers import JSONParser
 from config.serializers import NoBodySerializer
 from knowledge import search, services
+from knowledge.fetch import fetch
+from knowledge.filters import CollectionFilter, DocumentFilter
 from knowledge.models import Chunk, Collection, Document
 from knowledge.serializers import (
     CollectionSerializer,
@@ -79,6 +82,14 @@ def search_response(hits: list[search.Hit], mode: str) -> dict:
     return {"count": len(results), "next": None, "previous": None, "mode": mode, "results": results}
 
 
+def filter_documents(request, documents):
+    """The document list filters (``DocumentFilter``) on a queryset a view built itself."""
+    filterset = DocumentFilter(request.query_params, queryset=documents)
+    if not filterset.is_valid():
+        raise serializers.ValidationError(filterset.errors)
+    return filterset.qs
+
+
 def _query(data: dict, collection: Collection | None) -> search.Query:
     filters = data.get("filter") or {}
     return search.Query(
@@ -115,6 +126,7 @@ SEARCH_DESCRIPTION = (
 class CollectionViewSet(ProjectScopedViewSet):
     queryset = Collection.objects.select_related("embedding_provider")
     serializer_class = CollectionSerializer
+    filterset_class = CollectionFilter
     search_fields = ["name", "description"]
     ordering_fields = ["name", "created_at", "updated_at"]
     http_method_names = _NO_PUT
@@ -222,30 +234,31 @@ class CollectionDocumentsViewSet(ProjectScopedViewSet):
     queryset = Collection.objects.all()
     serializer_class = DocumentSerializer
     parser_classes = [JSONParser, MultiPartParser]
+    filter_backends = []  # the documents are filtered in list_documents (DocumentFilter)
     http_method_names = ["get", "post", "head", "options"]
 
-    @extend_schema(summary="The documents of a collection", responses={200: DocumentSerializer(many=True)})
+    @extend_schema(
+        summary="The documents of a collection",
+        parameters=[
+            OpenApiParameter("status", str, many=True, enum=Document.Status.values, description="Repeatable."),
+            OpenApiParameter("source", str, enum=Document.Source.values),
+            OpenApiParameter("mime_type", str),
+        ],
+        responses={200: DocumentSerializer(many=True)},
+    )
     def list_documents(self, request, pk=None):
         collection = self.get_object()
-        documents = Document.objects.filter(project=request.project, collection=collection)
-        documents = self.filter_documents(documents)
+        documents = filter_documents(request, Document.objects.filter(project=request.project, collection=collection))
         page = self.paginate_queryset(documents)
         return self.get_paginated_response(DocumentSerializer(page, many=True).data)
 
-    def filter_documents(self, documents):
-        wanted = self.request.query_params.getlist("status")
-        bad = [s for s in wanted if s not in Document.Status.values]
-        if bad:
-            raise serializers.ValidationError({"status": [f"Unknown status {bad}; one of {Document.Status.values}."]})
-        return documents.filter(status__in=wanted) if wanted else documents
-
     @extend_schema(
-        summary="Add a document (a file, or text)",
+        summary="Add a document (a file, text or a URL)",
         description="Multipart with a `file` (text, Markdown, HTML, PDF, DOCX, CSV or JSON; the type is checked "
-        "against the content), or JSON with `text` and a `title`. Answers `202` with the document "
-        "(`status: pending`); workers parse, chunk and embed it: `pending → parsing → embedding → ready | failed`, "
-        "with `progress` on the way. A document larger than the limit is a `413`; the same content twice in a "
-        "collection is a `409` naming the existing document.",
+        "against the content), or JSON with `text` and a `title`, or with a `url` (fetched now, public addresses "
+        "only). Answers `202` with the document (`status: pending`); workers parse, chunk and embed it: "
+        "`pending → parsing → embedding → ready | failed`, with `progress` on the way. A document larger than "
+        "the limit is a `413`; the same content twice in a collection is a `409` naming the existing document.",
         request={"multipart/form-data": DocumentUploadSerializer, "application/json": DocumentTextSerializer},
         responses={202: DocumentSerializer, 409: OpenApiResponse(description="The collection has this document.")},
     )
@@ -274,6 +287,8 @@ class CollectionDocumentsViewSet(ProjectScopedViewSet):
             body = DocumentTextSerializer(data=request.data)
             body.is_valid(raise_exception=True)
             data = body.validated_data
+            if "url" in data:
+                return self._created(self._from_url(collection, data))
             mime_type = TEXT_FORMATS[data["format"]]
             document = services.document_create(
                 collection=collection,
@@ -283,8 +298,24 @@ class CollectionDocumentsViewSet(ProjectScopedViewSet):
                 content_type=mime_type,
                 metadata=data["metadata"],
             )
+        return self._created(document)
+
+    def _created(self, document: Document) -> Response:
         headers = {"Location": f"/api/v1/documents/{document.pk}"}
         return Response(DocumentSerializer(document).data, status=status.HTTP_202_ACCEPTED, headers=headers)
+
+    def _from_url(self, collection: Collection, data: dict) -> Document:
+        fetched = async_to_sync(fetch)(data["url"], limit=settings.KNOWLEDGE_MAX_DOCUMENT_BYTES)
+        return services.document_create(
+            collection=collection,
+            data=fetched.content,
+            source=Document.Source.URL,
+            source_url=fetched.url[:2000],
+            title=data.get("title") or fetched.filename or fetched.url[:300],
+            filename=fetched.filename,
+            content_type=fetched.content_type or None,
+            metadata=data["metadata"],
+        )
 
 
 @extend_schema_view(
@@ -300,17 +331,10 @@ class CollectionDocumentsViewSet(ProjectScopedViewSet):
 class DocumentViewSet(ProjectScopedViewSet):
     queryset = Document.objects.all()
     serializer_class = DocumentSerializer
+    filterset_class = DocumentFilter
     search_fields = ["title", "filename"]
     ordering_fields = ["created_at", "updated_at", "title", "status"]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
-
-    def scope_queryset(self, queryset):
-        collection = self.request.query_params.get("collection")
-        if collection and self.action == "list":
-            queryset = queryset.filter(collection_id=serializers.UUIDField().to_internal_value(collection))
-        if self.action == "list":
-            queryset = CollectionDocumentsViewSet.filter_documents(self, queryset)
-        return queryset
 
     def perform_update(self, serializer) -> None:
         serializer.instance = services.document_update(document=serializer.instance, **serializer.validated_data)

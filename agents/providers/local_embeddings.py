@@ -93,9 +93,8 @@ def encode(texts: list[str], batch_size: int | None = None) -> list[list[float]]
 def count_tokens(texts: list[str]) -> int:
     """Word pieces the model saw, truncation included, from its own (fast, Rust) tokenizer."""
     model = load_model()
-    limit = model.max_seq_length
-    encoded = model.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
-    return sum(min(len(ids), limit) for ids in encoded)
+    encoded = model.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=model.max_seq_length)
+    return sum(len(ids) for ids in encoded["input_ids"])
 
 
 async def embed(texts: list[str], model: str) -> EmbeddingResult:
