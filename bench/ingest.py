@@ -59,13 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     from pydoc_data.topics import topics
 
     from agents.providers import local_embeddings
-    from knowledge import index, services
+    from knowledge import services
     from knowledge.models import Chunk, Document
     from projects.models import Project
     from usage.models import UsageRecord
 
     project = Project.objects.create(name=f"bench-ingest-{uuid.uuid4().hex[:6]}")
-    collections: list = []
     try:
         model = local_embeddings.load_model()
         local_embeddings.encode(["warm up"] * 64)
@@ -75,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
             collection = services.collection_create(
                 project=project, name=f"reference-{round_no}", chunk_size=args.chunk_size, chunk_overlap=40
             )
-            collections.append(collection.pk)
             unique = {text: key for key, text in topics.items()}  # some topics share a text
             documents = [
                 services.document_create(
@@ -125,9 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"parse + chunk: {statistics.median(parse_seconds):.2f} s for the {len(documents)} documents")
         return 0
     finally:
-        project.delete()
-        for collection_id in collections:
-            index.index_drop(collection_id)
+        project.delete()  # its collections' indexes go with them (knowledge.apps)
         if "config.embedded" in sys.modules:
             sys.modules["config.embedded"].stop_started_here(DATA_DIR)
 

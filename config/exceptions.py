@@ -18,6 +18,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -95,6 +96,14 @@ class ErrorInfo:
 
 def error_info(exc: Exception) -> ErrorInfo | None:
     """How an exception is answered, or ``None`` for a bug (which becomes a logged 500)."""
+    if isinstance(exc, ProtectedError | RestrictedError):
+        # A row other rows still need (a provider that collections embed with, say).
+        used_by = sorted({str(obj._meta.verbose_name_plural) for obj in exc.protected_objects if hasattr(obj, "_meta")})
+        exc = Conflict(
+            f"This is still in use by {', '.join(used_by) or 'other records'}; change or delete those first.",
+            code="in_use",
+            details={"used_by": used_by},
+        )
     if isinstance(exc, DomainError):
         headers = {}
         if getattr(exc, "retry_after", None) is not None:

@@ -27,6 +27,7 @@ from knowledge.models import MAX_INDEXED_DIMENSIONS
 
 TABLE = "knowledge_chunk"
 _known: set[tuple[str, int]] = set()  # (collection id, dimensions) whose index exists, this process
+_version: tuple[int, ...] | None = None  # pgvector's, read once per process
 
 
 def index_name(collection_id) -> str:
@@ -103,14 +104,28 @@ def index_forget_all() -> None:
     _known.clear()
 
 
+def _pgvector_version() -> tuple[int, ...]:
+    global _version
+    if _version is None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            row = cursor.fetchone()
+        _version = tuple(int(part) for part in row[0].split(".")[:3] if part.isdigit()) if row else ()
+    return _version
+
+
 def search_settings(*, filtered: bool = False) -> None:
     """Per-transaction settings of a vector search, in one round trip: a filtered search keeps
-    walking the graph (pgvector ≥ 0.8 iterative scans) until it has its k rows, and looks at more
-    candidates per step, since most of them fail the filter."""
+    walking the graph (iterative scans, pgvector ≥ 0.8; older versions return fewer rows) until
+    it has its k rows, and looks at more candidates per step, since most fail the filter."""
     assert connection.in_atomic_block, "search settings are SET LOCAL: call inside transaction.atomic()"
-    ef_search = settings.KNOWLEDGE_EF_SEARCH_FILTERED if filtered else settings.KNOWLEDGE_EF_SEARCH
+    ef_search = str(int(settings.KNOWLEDGE_EF_SEARCH_FILTERED if filtered else settings.KNOWLEDGE_EF_SEARCH))
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', %s, true)",
-            [str(int(ef_search))],
-        )
+        if _pgvector_version() >= (0, 8):
+            cursor.execute(
+                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                "set_config('hnsw.ef_search', %s, true)",
+                [ef_search],
+            )
+        else:
+            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [ef_search])

@@ -135,6 +135,7 @@ class ReembedResultSerializer(serializers.Serializer):
 
 
 class DocumentSerializer(StrictModelSerializer):
+    source_url = serializers.CharField(read_only=True, help_text="Where a `url` document was fetched from; else empty.")
     progress = serializers.SerializerMethodField(help_text="Chunks embedded so far, of all the document's chunks.")
     error = serializers.SerializerMethodField(help_text="Why the document failed, or null.")
     metadata = serializers.JSONField(required=False)

@@ -74,9 +74,16 @@ def collection_create(*, project, **fields) -> Collection:
 
 
 def collection_delete(*, collection: Collection) -> None:
+    """Delete the collection with its documents and chunks; its index goes once this commits
+    (``index_drop_on_delete``, which also serves cascades: a project's deletion, the admin)."""
     with transaction.atomic():
         collection.delete()
-    index.index_drop(collection.pk)
+
+
+def index_drop_on_delete(sender, instance: Collection, **kwargs) -> None:
+    """Signal receiver (post_delete of a collection): drop its index after the commit."""
+    collection_id = instance.pk
+    transaction.on_commit(lambda: index.index_drop(collection_id))
 
 
 def collection_reembed(*, collection: Collection, embedding_provider=..., embedding_model: str = "") -> int:

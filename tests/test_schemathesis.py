@@ -18,6 +18,7 @@ and then ``MAX_EXAMPLES`` fuzzed examples per operation.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 import pytest
@@ -36,9 +37,13 @@ from schemathesis.specs.openapi.checks import (
 
 from agents.models import Agent, Provider, Tool, ToolBinding
 from config.wsgi import application
+from knowledge import fetch
+from knowledge.models import Document
+from knowledge.services import collection_create
 from projects.models import Membership
 from projects.tenancy import PROJECT_HEADER
 from tests.conftest import jwt_for, make_tenant
+from tests.knowledge.factories import DocumentFactory
 from tests.projects.factories import TeamFactory
 
 pytestmark = pytest.mark.slow
@@ -105,9 +110,20 @@ def world(wsgi_db, monkeypatch, fake_openai, fast_retries):
         name="fake",
         base_url=fake_openai.base_url,
         default_chat_model="gpt-4o-mini",
+        default_embedding_model="text-embedding-3-small",
         is_default=True,
     )
     agent = Agent.objects.create(project=tenant.project, name="schemathesis-agent", instructions="Answer.")
+    # Embedded by the fake too (the collection takes the default provider). Generated URLs to
+    # ingest meet a stand-in resolver that answers loopback for every name, which the fetch
+    # guard refuses: no lookup or connection leaves this machine.
+    collection = collection_create(project=tenant.project, name="schemathesis-docs")
+    document = DocumentFactory(collection=collection, status=Document.Status.FAILED)
+
+    async def loopback_resolver(host, port):
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    monkeypatch.setattr(fetch, "_resolve", loopback_resolver)
     tool = Tool.objects.create(
         project=tenant.project,
         name="lookup",
@@ -125,6 +141,8 @@ def world(wsgi_db, monkeypatch, fake_openai, fast_retries):
             "agents": [str(agent.pk)],
             "tools": [str(tool.pk)],
             "tool-bindings": [str(binding.pk)],
+            "collections": [str(collection.pk)],
+            "documents": [str(document.pk)],
             # not "runs": the events stream of a run no worker executes stays open until its cap
         }
     )

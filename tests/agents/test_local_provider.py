@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.providers import gateway, local
+from agents.providers import gateway, local, local_embeddings
 from agents.providers.base import ChatRequest, ProviderNotConfigured, ProviderRejected
 from agents.providers.local import LocalAdapter
 from agents.providers.registry import target_for
@@ -147,6 +147,9 @@ def test_models_and_embeddings():
     similarity = [sum(a * b for a, b in zip(result.vectors[0], v, strict=True)) for v in result.vectors[1:]]
     assert similarity[0] > similarity[1] + 0.2  # meaning, not letters
     assert result.usage.prompt_tokens >= 3 * 3 and not result.usage.estimated
+    loaded = local_embeddings._model
+    run_async(LocalAdapter().embed, ["again"], "all-MiniLM-L6-v2")  # an alias of the same model
+    assert local_embeddings._model is loaded  # loaded once per process
 
 
 def test_a_model_path_setting_that_names_no_file_is_a_configuration_error(settings, tmp_path):

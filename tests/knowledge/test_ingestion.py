@@ -358,3 +358,64 @@ def test_the_collection_index_is_partial_and_cast(db, tenant):
     assert str(collection.pk) in definition  # WHERE collection_id = '<this collection>'
     index.index_drop(collection.pk)
     assert not index.index_exists(collection.pk)
+
+
+# --- an OpenAI-compatible embedding provider ---------------------------------------------------
+
+
+@pytest.fixture
+def remote(tenant, fake_openai, fast_retries):
+    from agents.models import Provider
+
+    provider = Provider.objects.create(
+        project=tenant.project,
+        name="remote",
+        base_url=fake_openai.base_url,
+        default_embedding_model="text-embedding-3-small",
+        max_retries=0,
+    )
+    collection = services.collection_create(project=tenant.project, name="Remote", embedding_provider=provider)
+    document = services.document_create(
+        collection=collection, data=b"Alpha beta.\n\nGamma delta.", source="text", title="t", content_type="text/plain"
+    )
+    services.document_parse(document.pk)
+    return provider, collection, document
+
+
+@pytest.mark.django_db
+def test_an_openai_compatible_provider_embeds_and_is_metered(tenant, fake_openai, remote):
+    provider, collection, document = remote
+
+    assert services.document_embed(document.pk) == "ready"
+
+    collection.refresh_from_db()
+    assert collection.embedding_model == "text-embedding-3-small" and collection.embedding_dimensions == 3
+    (call,) = [r for r in fake_openai.requests if r.path.endswith("/embeddings")]
+    assert call.body["model"] == "text-embedding-3-small" and call.body["input"] == ["Alpha beta.\n\nGamma delta."]
+    row = UsageRecord.objects.get(project=tenant.project, operation="embedding")
+    assert row.provider_id == provider.pk and row.provider_kind == "openai" and row.prompt_tokens == 4
+
+
+@pytest.mark.django_db
+def test_an_upstream_429_leaves_the_document_to_be_retried_and_a_400_fails_it(tenant, fake_openai, remote):
+    from agents.providers.base import ProviderRateLimited
+    from tests.fake_openai import Fail
+
+    _, _, document = remote
+    fake_openai.script(Fail(429, retry_after=1))
+    with pytest.raises(ProviderRateLimited):  # the task retries it later, with backoff
+        services.document_embed(document.pk)
+    document.refresh_from_db()
+    assert document.status == "embedding" and document.chunks_embedded == 0
+    assert services.document_embed(document.pk) == "ready"  # the retry
+
+    other = services.document_create(
+        collection=document.collection, data=b"Other words.", source="text", title="o", content_type="text/plain"
+    )
+    services.document_parse(other.pk)
+    fake_openai.script(Fail(400, message="input too long"))
+    assert services.document_embed(other.pk) == "failed"
+    other.refresh_from_db()
+    assert other.status == "failed" and other.error_code == "provider_rejected_request" and other.error_message
+    failed = UsageRecord.objects.filter(project=tenant.project, operation="embedding", status="failed")
+    assert failed.count() == 2 and all(r.total_tokens == 0 for r in failed)
