@@ -26,7 +26,6 @@ from django.db import connection
 from knowledge.models import MAX_INDEXED_DIMENSIONS
 
 TABLE = "knowledge_chunk"
-_known: set[tuple[str, int]] = set()  # (collection id, dimensions) whose index exists, this process
 _version: tuple[int, ...] | None = None  # pgvector's, read once per process
 
 
@@ -45,63 +44,65 @@ def _lock_key(collection_id) -> int:
     return zlib.crc32(f"knowledge-index:{collection_id}".encode()) - 2**31
 
 
-def index_exists(collection_id) -> bool:
+def _index_state(collection_id) -> tuple[str, bool] | None:
+    """The collection's index definition and whether it is valid (a ``CONCURRENTLY`` build that
+    was interrupted leaves an invalid one behind), or None."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT 1 FROM pg_indexes WHERE tablename = %s AND indexname = %s", [TABLE, index_name(collection_id)]
+            "SELECT pg_get_indexdef(i.indexrelid), i.indisvalid FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = %s",
+            [index_name(collection_id)],
         )
-        return cursor.fetchone() is not None
+        row = cursor.fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def index_exists(collection_id) -> bool:
+    return _index_state(collection_id) is not None
 
 
 def index_ensure(collection_id, dimensions: int) -> bool:
-    """Make the collection's index if it does not exist; True if this call made it."""
+    """Make sure the collection has a valid index for vectors of ``dimensions``; True if this
+    call built one. An index for another dimension (a re-embedding with another model, where an
+    old job raced the drop) or an invalid one is replaced. Checked against the catalog every
+    time (a cheap read, once per batch): another process may have dropped it."""
     dimensions = _dimensions(dimensions)
-    key = (str(collection_id), dimensions)
-    if key in _known:
-        return False
     name = index_name(collection_id)
     concurrently = "" if connection.in_atomic_block else "CONCURRENTLY "
     # Serialised per collection: two workers embedding two documents would otherwise race.
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_lock(%s)", [_lock_key(collection_id)])
         try:
-            if index_exists(collection_id):
-                made = False
-            else:
-                if not concurrently:
-                    # Inside a transaction, PostgreSQL builds no index over rows with foreign-key
-                    # checks still pending (Django defers them): run those checks now.
-                    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-                    cursor.execute("SET CONSTRAINTS ALL DEFERRED")
-                # An HNSW graph built within this memory is built fast; past it, much slower.
-                scope = "LOCAL " if connection.in_atomic_block else ""
-                cursor.execute(f"SET {scope}maintenance_work_mem = %s", [settings.KNOWLEDGE_INDEX_BUILD_MEMORY])
-                cursor.execute(
-                    f"CREATE INDEX {concurrently}IF NOT EXISTS {name} ON {TABLE} "
-                    f"USING hnsw ((embedding::vector({dimensions})) vector_cosine_ops) "
-                    "WHERE collection_id = %s",
-                    [str(collection_id)],
-                )
-                made = True
+            state = _index_state(collection_id)
+            if state is not None and state[1] and f"::vector({dimensions}))" in state[0]:
+                return False
+            if state is not None:
+                cursor.execute(f"DROP INDEX {concurrently}IF EXISTS {name}")
+            if not concurrently:
+                # Inside a transaction, PostgreSQL builds no index over rows with foreign-key
+                # checks still pending (Django defers them): run those checks now.
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+            # An HNSW graph built within this memory is built fast; past it, much slower.
+            scope = "LOCAL " if connection.in_atomic_block else ""
+            cursor.execute(f"SET {scope}maintenance_work_mem = %s", [settings.KNOWLEDGE_INDEX_BUILD_MEMORY])
+            cursor.execute(
+                f"CREATE INDEX {concurrently}{name} ON {TABLE} "
+                f"USING hnsw ((embedding::vector({dimensions})) vector_cosine_ops) "
+                "WHERE collection_id = %s",
+                [str(collection_id)],
+            )
+            return True
         finally:
             if not connection.in_atomic_block:
                 cursor.execute("RESET maintenance_work_mem")
             cursor.execute("SELECT pg_advisory_unlock(%s)", [_lock_key(collection_id)])
-    _known.add(key)
-    return made
 
 
 def index_drop(collection_id) -> None:
-    for key in [k for k in _known if k[0] == str(collection_id)]:
-        _known.discard(key)
     concurrently = "" if connection.in_atomic_block else "CONCURRENTLY "
     with connection.cursor() as cursor:
         cursor.execute(f"DROP INDEX {concurrently}IF EXISTS {index_name(collection_id)}")
-
-
-def index_forget_all() -> None:
-    """Forget what this process knows (tests that drop indexes behind its back)."""
-    _known.clear()
 
 
 def _pgvector_version() -> tuple[int, ...]:

@@ -94,6 +94,8 @@ def collection_reembed(*, collection: Collection, embedding_provider=..., embedd
     chunks stay; their vectors are cleared, the old index dropped, and each document's
     embedding job queued. Returns the number of documents queued.
     """
+    if embedding_provider not in (..., None) and embedding_provider.project_id != collection.project_id:
+        raise DomainError("No such provider in this project.", code="validation_error")
     with transaction.atomic():
         collection = Collection.objects.select_for_update().get(pk=collection.pk)
         if embedding_provider is not ...:

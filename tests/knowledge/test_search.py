@@ -267,3 +267,19 @@ def test_a_filtered_search_still_returns_k_results(tenant):
 
     assert len(hits) == 10 and all(h.metadata == {"rare": True} for h in hits)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_an_index_for_another_dimension_or_an_invalid_one_is_replaced(tenant):
+    collection = CollectionFactory(project=tenant.project)
+
+    assert index.index_ensure(collection.pk, 8) is True
+    assert index.index_ensure(collection.pk, 8) is False  # there, valid, right dimension
+    assert index.index_ensure(collection.pk, 16) is True
+    definition, valid = index._index_state(collection.pk)
+    assert "vector(16)" in definition and valid
+    with connection.cursor() as cursor:  # as an interrupted CREATE INDEX CONCURRENTLY leaves it
+        cursor.execute(
+            "UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass", [index.index_name(collection.pk)]
+        )
+    assert index.index_ensure(collection.pk, 16) is True
+    assert index._index_state(collection.pk)[1] is True
