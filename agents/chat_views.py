@@ -48,7 +48,7 @@ from agents.selectors import aactive_agent_by_name, aprovider_by_name
 from config.exceptions import PayloadTooLarge, error_info
 from projects.models import APIKey, Role
 from projects.tenancy import ProjectScopedAsyncView
-from usage.services import CallContext, ledger_defer, ledger_take, usage_record_many
+from usage.services import CallContext, ledger_bind, ledger_current, ledger_defer, ledger_flush, ledger_take
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,11 @@ async def event_stream(request, source: AsyncIterator[str]) -> HttpResponse:
     a WSGI server) a stream cannot outlive this event loop, so it is read to the end here and
     sent in one piece: correct, only not incremental."""
     if isinstance(request, ASGIRequest):
-        response = StreamingHttpResponse(with_heartbeat(source, HEARTBEAT_SECONDS), content_type="text/event-stream")
+        content = with_heartbeat(source, HEARTBEAT_SECONDS)
+        rows = ledger_current()
+        if rows is not None:  # the stream's calls are written when the response is closed
+            content = ledger_bind(content, rows)
+        response = StreamingHttpResponse(content, content_type="text/event-stream")
     else:
         response = HttpResponse("".join([item async for item in source]), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
@@ -251,8 +255,8 @@ def _usage(usage) -> dict:
 
 
 class _MeteredView(ProjectScopedAsyncView):
-    """Model-call endpoints: the usage rows of a request's non-streamed calls are written after
-    its response has been sent, in one INSERT (streamed calls write theirs at the stream's end)."""
+    """Model-call endpoints: the usage rows of a request's calls, streamed or not, are written
+    after its response has been sent, in one INSERT (a stream the client leaves writes at once)."""
 
     async def dispatch(self, request, *args, **kwargs):
         token = ledger_defer()
@@ -262,13 +266,14 @@ class _MeteredView(ProjectScopedAsyncView):
             return response
         finally:
             rows = ledger_take(token)
-            if rows and response is not None:
+            if response is not None and (rows or response.streaming):
                 # Django closes a response after sending it (ASGI: in this request's thread), so
-                # the rows land then, off the answer's path. _resource_closers is how Django's own
-                # file responses hook that moment.
-                response._resource_closers.append(partial(usage_record_many, rows))
+                # the rows land then, off the answer's path; a stream's calls are still being
+                # added while it streams. _resource_closers is how Django's own file responses
+                # hook that moment.
+                response._resource_closers.append(partial(ledger_flush, rows))
             elif rows:  # no response (cancelled): do not lose what was metered
-                await asyncio.shield(asyncio.ensure_future(sync_to_async(usage_record_many)(rows)))
+                await asyncio.shield(asyncio.ensure_future(sync_to_async(ledger_flush)(rows)))
 
 
 # --- agent endpoints ----------------------------------------------------------------------

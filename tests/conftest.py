@@ -174,6 +174,11 @@ def stream_post(raw_key: str, path: str, body: dict):
         )
         assert response.streaming, response.content
         response.sse_body = b"".join([chunk async for chunk in response.streaming_content]).decode()
+        # The test client closed the response on this loop, which hands the deferred usage rows
+        # to a thread (a server closes it on a thread); wait for them as a server's close would.
+        from usage.services import ledger_drain
+
+        await ledger_drain()
         return response
 
     return run_async(go)

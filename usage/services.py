@@ -2,14 +2,20 @@
 
 A request may *defer* its rows (:func:`ledger_defer`): the gateway then collects them and the
 view writes them in one statement after the response has been sent (:func:`usage_record_many`),
-so the ledger never delays an answer. Without a deferral (Celery runs, streams, scripts) each
-row is written when its call ends.
+so the ledger never delays an answer; a streamed response keeps collecting while it streams
+(:func:`ledger_bind`). Without a deferral (Celery runs, scripts) each row is written when its
+call ends.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
+
+from asgiref.sync import sync_to_async
 
 from usage.models import UsageRecord
 from usage.pricing import cost_of, price_for
@@ -90,9 +96,9 @@ def ledger_defer() -> Token:
 
 def ledger_take(token: Token) -> list[UsageRecord]:
     """End the deferral begun by ``token``; the rows collected meanwhile, for the caller to write."""
-    rows = _deferred.get() or []
+    rows = _deferred.get()
     _deferred.reset(token)
-    return rows
+    return rows if rows is not None else []  # the same list: a stream may still be adding to it
 
 
 def ledger_collect(record: UsageRecord) -> bool:
@@ -102,3 +108,57 @@ def ledger_collect(record: UsageRecord) -> bool:
         return False
     rows.append(record)
     return True
+
+
+def ledger_current() -> list[UsageRecord] | None:
+    """The rows this context is collecting, or None when it writes them at once."""
+    return _deferred.get()
+
+
+# Ledger writes started on an event loop, kept until they land (see ledger_flush).
+_writing: set[asyncio.Task] = set()
+
+
+def ledger_flush(rows: list[UsageRecord]) -> None:
+    """Write and forget whatever ``rows`` holds (whoever comes first: the response's close, or a
+    stream that ended early).
+
+    Servers close responses on a thread, where this writes at once. Called on an event loop
+    (Django's test client closes streamed responses there), it hands the write to a thread and
+    keeps the task until it lands; :func:`ledger_drain` waits for such writes."""
+    batch = rows[:]
+    rows.clear()
+    if not batch:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        usage_record_many(batch)
+        return
+    task = loop.create_task(sync_to_async(usage_record_many)(batch))
+    _writing.add(task)
+    task.add_done_callback(_writing.discard)
+
+
+async def ledger_drain() -> None:
+    """Wait for the writes :func:`ledger_flush` started on this event loop."""
+    while _writing:
+        await asyncio.gather(*list(_writing), return_exceptions=True)
+
+
+async def ledger_bind(content: AsyncIterator, rows: list[UsageRecord]) -> AsyncIterator:
+    """Iterate a streamed response's ``content`` with ``rows`` as this context's deferral: the
+    calls it makes are collected there and written when the response is closed, after its last
+    byte. A stream that does not run to its end (the client went away: no close will come)
+    writes what it collected at once."""
+    token = _deferred.set(rows)
+    finished = False
+    try:
+        async for part in content:
+            yield part
+        finished = True
+    finally:
+        with contextlib.suppress(ValueError):  # closed from another context (finalised elsewhere)
+            _deferred.reset(token)
+        if not finished and rows:
+            await asyncio.shield(asyncio.ensure_future(sync_to_async(ledger_flush)(rows)))

@@ -132,7 +132,8 @@ async def stream(ctx: CallContext, target: Target, request: ChatRequest) -> Asyn
     finally:
         if usage is None:
             usage = Usage(estimate_prompt_tokens(request.messages), estimate_tokens("".join(text)), estimated=True)
-        # Written now, never deferred: the stream ends after its request's view has returned.
+        # Deferred to the response's close when the request defers (ledger_bind), unless the
+        # caller went away: no close will come then.
         await _record(
             ctx,
             target,
@@ -141,7 +142,7 @@ async def stream(ctx: CallContext, target: Target, request: ChatRequest) -> Asyn
             started=started,
             status=status,
             error_code=error_code,
-            defer=False,
+            defer=status != "cancelled",
         )
 
 
