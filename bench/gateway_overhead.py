@@ -35,8 +35,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-DATA_DIR = REPO / ".data" / "bench"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import DATA_DIR, REPO, django_setup, stop_embedded
+
 MODEL = "gpt-4o-mini"
 UPSTREAM_KEY = "sk-bench-upstream"
 
@@ -291,29 +292,6 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
 # --- Django: the data to call with --------------------------------------------------------
 
 
-def django_setup() -> None:
-    """Point Django at .data/bench before it is imported; start the embedded servers there."""
-    sys.path.insert(0, str(REPO))
-    os.environ.update(
-        {
-            "AGENTDESK_DATA_DIR": str(DATA_DIR),
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "DJANGO_ENV": "development",
-            "DEBUG": "false",
-            "LOG_LEVEL": "WARNING",
-        }
-    )
-    # Never a configured database or cache: the bench writes rows and must not touch real data.
-    for name in ("DATABASE_URL", "REDIS_URL", "API_KEY_CACHE_SECONDS"):
-        os.environ.pop(name, None)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
-
-
 def create_fixtures(upstream_base: str):
     from agents.models import Provider
     from projects.models import APIKey, Project
@@ -504,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
             stop_process(upstream)
         return 0
     try:
-        django_setup()
+        django_setup(unset=("API_KEY_CACHE_SECONDS",))
         from django.conf import settings
 
         project, api_key = create_fixtures(upstream_base)
@@ -575,8 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         if api is not None:
             stop_process(api)
         stop_process(upstream)
-        if "config.embedded" in sys.modules:  # not via settings: importing them would start the servers
-            sys.modules["config.embedded"].stop_started_here(DATA_DIR)
+        stop_embedded()
 
 
 if __name__ == "__main__":

@@ -17,36 +17,14 @@ the bench project is deleted at the end. ``--repeat 1`` for a quick look.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-DATA_DIR = REPO / ".data" / "bench"
-
-
-def django_setup() -> None:
-    sys.path.insert(0, str(REPO))
-    os.environ.update(
-        {
-            "AGENTDESK_DATA_DIR": str(DATA_DIR),
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "DJANGO_ENV": "development",
-            "DEBUG": "false",
-            "LOG_LEVEL": "WARNING",
-        }
-    )
-    for name in ("DATABASE_URL", "REDIS_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL"):  # the local model, no real data
-        os.environ.pop(name, None)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import django_setup, stop_embedded
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="rounds of (model, pipeline)")
     parser.add_argument("--chunk-size", type=int, default=200)
     args = parser.parse_args(argv)
-    django_setup()
+    django_setup(unset=("OPENAI_API_KEY", "OPENAI_BASE_URL"))  # the local model
 
     from pydoc_data.topics import topics
 
@@ -124,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         project.delete()  # its collections' indexes go with them (knowledge.apps)
-        if "config.embedded" in sys.modules:
-            sys.modules["config.embedded"].stop_started_here(DATA_DIR)
+        stop_embedded()
 
 
 if __name__ == "__main__":

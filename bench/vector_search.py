@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import statistics
 import sys
 import time
@@ -34,32 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-DATA_DIR = REPO / ".data" / "bench"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import django_setup, stop_embedded
+
 DIMS = 384
 SMALL_COLLECTIONS = 49
 TOP_K = 10
-
-
-def django_setup() -> None:
-    sys.path.insert(0, str(REPO))
-    os.environ.update(
-        {
-            "AGENTDESK_DATA_DIR": str(DATA_DIR),
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "DJANGO_ENV": "development",
-            "DEBUG": "false",
-            "LOG_LEVEL": "WARNING",
-        }
-    )
-    for name in ("DATABASE_URL", "REDIS_URL"):  # never real data
-        os.environ.pop(name, None)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -230,8 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         project.delete()  # its collections' indexes go with them (knowledge.apps)
-        if "config.embedded" in sys.modules:
-            sys.modules["config.embedded"].stop_started_here(DATA_DIR)
+        stop_embedded()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,17 @@ from knowledge.models import Chunk, Collection, Document
 Status = Document.Status
 
 
-def _report(modeladmin, request, done: int, refused: list[str], verb: str) -> None:
+def _each(modeladmin, request, objects, act, verb: str, logged: str) -> None:
+    """Apply a service to each selected row; report what was done and what the service refused."""
+    done, refused = 0, []
+    for obj in objects:
+        try:
+            act(obj)
+        except DomainError as exc:
+            refused.append(f"{obj}: {exc.message}")
+            continue
+        modeladmin.log_change(request, obj, logged)
+        done += 1
     if done:
         modeladmin.message_user(request, ngettext(f"{verb} %d item.", f"{verb} %d items.", done) % done)
     if refused:
@@ -106,16 +116,14 @@ class CollectionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Re-embed selected collections (same model)")
     def reembed_selected(self, request, queryset) -> None:
-        done, refused = 0, []
-        for collection in queryset.select_related("embedding_provider"):
-            try:
-                services.collection_reembed(collection=collection)
-            except DomainError as exc:
-                refused.append(f"{collection.name}: {exc.message}")
-                continue
-            self.log_change(request, collection, "Re-embedding queued.")
-            done += 1
-        _report(self, request, done, refused, "Queued re-embedding of")
+        _each(
+            self,
+            request,
+            queryset.select_related("embedding_provider"),
+            lambda collection: services.collection_reembed(collection=collection),
+            "Queued re-embedding of",
+            "Re-embedding queued.",
+        )
 
 
 @admin.register(Document)
@@ -159,16 +167,7 @@ class DocumentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry selected failed documents")
     def retry_selected(self, request, queryset) -> None:
-        done, refused = 0, []
-        for document in queryset:
-            try:
-                services.document_retry(document=document)
-            except DomainError as exc:
-                refused.append(f"{document.title}: {exc.message}")
-                continue
-            self.log_change(request, document, "Retried.")
-            done += 1
-        _report(self, request, done, refused, "Retried")
+        _each(self, request, queryset, lambda d: services.document_retry(document=d), "Retried", "Retried.")
 
 
 @admin.register(Chunk)

@@ -155,6 +155,19 @@ def keep_test_connection():
     signals.request_finished.connect(close_old_connections)
 
 
+def wait_for(predicate, timeout: float = 15.0, what: str = "the condition"):
+    """Poll ``predicate`` (what a worker or a server thread will do) until it is truthy."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def run_async(fn, *args, **kwargs):
     """Run a coroutine function from a sync test. ORM calls inside (sync_to_async) come back to
     this thread, so they see the test's transaction."""

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from agents import runs
 from agents.models import Agent, Provider, Run, RunEvent, Tool, ToolBinding
-from tests.conftest import run_async
+from tests.conftest import run_async, wait_for
 from tests.fake_openai import Fail, Hang, Reply, ToolCalls
 from usage.models import UsageRecord
 
@@ -69,16 +69,6 @@ def make_run(agent, input="Where is my order?", **fields) -> Run:
     run = Run.objects.create(project=agent.project, agent=agent, input=input, **fields)
     runs.run_event_append(run.pk, "status", {"status": "queued"})
     return run
-
-
-def wait_for(predicate, timeout: float = 15.0, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def wait_final(run_id, timeout: float = 15.0) -> Run:

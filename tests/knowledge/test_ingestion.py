@@ -9,7 +9,6 @@ Tests with a worker need committed data: ``django_db(transaction=True)``.
 from __future__ import annotations
 
 import io
-import time
 
 import pytest
 from django.db import connection
@@ -18,6 +17,7 @@ from knowledge import index, services
 from knowledge.chunking import chunk_sections
 from knowledge.models import Chunk, Collection, Document, DocumentContent
 from knowledge.parsing import parse
+from tests.conftest import wait_for
 from tests.knowledge import documents as files
 from usage.models import UsageRecord
 
@@ -26,20 +26,13 @@ transactional = pytest.mark.django_db(transaction=True)
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 
-def wait_for(predicate, timeout: float = 60.0, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+WAIT = 60.0  # a worker parsing and embedding on a busy two-core machine
 
 
-def wait_settled(document_id, timeout: float = 60.0) -> Document:
+def wait_settled(document_id) -> Document:
     return wait_for(
         lambda: Document.objects.filter(pk=document_id, status__in=("ready", "failed")).first(),
-        timeout,
+        WAIT,
         what=f"document {document_id} to be ready or failed",
     )
 
@@ -228,7 +221,7 @@ def test_a_corrupt_pdf_fails_with_a_reason_and_can_be_retried(tenant, collection
     retried = tenant.client().post(f"/api/v1/documents/{document.pk}/retry", {}, format="json")
     assert retried.status_code == 202 and retried.json()["status"] == "pending"
     document = wait_for(
-        lambda: Document.objects.filter(pk=document.pk, status="failed", attempts=2).first(), what="the retry"
+        lambda: Document.objects.filter(pk=document.pk, status="failed", attempts=2).first(), WAIT, what="the retry"
     )
     assert document.error_code == "corrupt_file"
 
@@ -276,6 +269,7 @@ def test_reembedding_a_collection_is_one_call(tenant, collection, celery_worker)
             Document.objects.filter(collection=collection, status="ready").count() == 3
             and not Chunk.objects.filter(collection=collection, embedding__isnull=True).exists()
         ),
+        WAIT,
         what="the re-embedding",
     )
     collection.refresh_from_db()
