@@ -257,6 +257,10 @@ DEFAULT_EMBEDDING_MODEL = env(
     "DEFAULT_EMBEDDING_MODEL",
     "text-embedding-3-small" if (OPENAI_API_KEY or OPENAI_BASE_URL) else "all-minilm-l6-v2",
 )
+# The SDK's HTTP client for model calls: "aiohttp" (faster) or "httpx" (honours HTTP(S)_PROXY).
+PROVIDER_HTTP_CLIENT = env("PROVIDER_HTTP_CLIENT", "aiohttp")
+if PROVIDER_HTTP_CLIENT not in ("aiohttp", "httpx"):
+    raise ImproperlyConfigured("PROVIDER_HTTP_CLIENT must be 'aiohttp' or 'httpx'.")
 PROVIDER_TIMEOUT_SECONDS = float(env("PROVIDER_TIMEOUT_SECONDS", "60"))
 PROVIDER_MAX_RETRIES = env_int("PROVIDER_MAX_RETRIES", 2)
 PROVIDER_RETRY_BASE_SECONDS = float(env("PROVIDER_RETRY_BASE_SECONDS", "0.5"))

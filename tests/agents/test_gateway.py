@@ -29,8 +29,10 @@ from usage.services import CallContext
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def provider(tenant, fake_openai, fast_retries):
+@pytest.fixture(params=["aiohttp", "httpx"])
+def provider(request, tenant, fake_openai, fast_retries, settings):
+    """Every test runs with each HTTP client the SDK may use (PROVIDER_HTTP_CLIENT)."""
+    settings.PROVIDER_HTTP_CLIENT = request.param
     return Provider.objects.create(
         project=tenant.project,
         name="fake",
